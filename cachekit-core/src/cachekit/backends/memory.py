@@ -1,0 +1,204 @@
+"""An in-process backend: a dict of envelopes with expiry, behind the Backend protocol.
+
+Useful for tests, for single-process services that want envelope semantics, and
+as the reference implementation of the protocol (it passes the conformance suites
+in :mod:`cachekit.testing`). ``memory://`` URLs select it; two URLs with the same
+name (``memory://shared``) share one store inside the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from time import monotonic
+from typing import Any
+from urllib.parse import urlsplit
+
+from cachekit.errors import ConfigurationError
+from cachekit.protocols import CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL, MISSING, Missing
+
+__all__ = ["AsyncMemoryBackend", "MemoryBackend", "from_url"]
+
+_INF = float("inf")
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict[str, tuple[bytes, float]] = {}
+
+
+_named_stores: dict[str, _Store] = {}
+_named_lock = threading.Lock()
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"backend keys are str, got {type(key).__name__}")
+    return key
+
+
+def _check_value(value: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"backend values are bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
+def _expiry(ttl: float | None) -> float:
+    if ttl is None:
+        return _INF
+    if ttl <= 0:
+        return 0.0  # already expired: set() with ttl<=0 stores nothing readable
+    return monotonic() + ttl
+
+
+class MemoryBackend:
+    """Thread-safe in-process store. ``max_entries`` bounds it (oldest writes go first)."""
+
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED})
+
+    def __init__(self, name: str | None = None, *, max_entries: int = 100_000) -> None:
+        if name:
+            with _named_lock:
+                self._store = _named_stores.setdefault(name, _Store())
+        else:
+            self._store = _Store()
+        self.name = name or ""
+        self.max_entries = max_entries
+        self.endpoint = f"memory://{self.name}" if self.name else f"memory://@{id(self):x}"
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend({self.endpoint!r}, entries={len(self._store.items)})"
+
+    def _live(self, key: str, now: float) -> bytes | Missing:
+        item = self._store.items.get(key)
+        if item is None:
+            return MISSING
+        if item[1] <= now:
+            self._store.items.pop(key, None)
+            return MISSING
+        return item[0]
+
+    def get(self, key: str) -> bytes | Missing:
+        _check_key(key)
+        with self._store.lock:
+            return self._live(key, monotonic())
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.set_many({key: value}, ttl)
+
+    def delete(self, key: str) -> bool:
+        _check_key(key)
+        with self._store.lock:
+            item = self._store.items.pop(key, None)
+        return item is not None and item[1] > monotonic()
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        now = monotonic()
+        with self._store.lock:
+            return [self._live(_check_key(k), now) for k in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        checked = {_check_key(k): _check_value(v) for k, v in items.items()}
+        expires = _expiry(ttl)
+        store = self._store
+        with store.lock:
+            for k, v in checked.items():
+                store.items.pop(k, None)
+                store.items[k] = (v, expires)
+            while len(store.items) > self.max_entries:
+                del store.items[next(iter(store.items))]
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        return sum(self.delete(k) for k in keys)
+
+    def clear(self, prefix: str = "") -> int:
+        with self._store.lock:
+            doomed = [k for k in self._store.items if k.startswith(prefix)]
+            for k in doomed:
+                del self._store.items[k]
+        return len(doomed)
+
+    def ttl(self, key: str) -> float | None | Missing:
+        """Seconds left, ``None`` for no expiry, MISSING when absent."""
+        with self._store.lock:
+            item = self._store.items.get(_check_key(key))
+        if item is None:
+            return MISSING
+        if item[1] == _INF:
+            return None
+        left = item[1] - monotonic()
+        return left if left > 0 else MISSING
+
+    def ping(self) -> bool:
+        return True
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": "memory", "endpoint": self.endpoint, "healthy": True,
+                "entries": len(self._store.items)}
+
+    def close(self) -> None:
+        """Nothing to release; the store stays readable (like a connection pool)."""
+
+    def to_async(self) -> AsyncMemoryBackend:
+        return AsyncMemoryBackend(self)
+
+
+class AsyncMemoryBackend:
+    """The async face of a :class:`MemoryBackend` (same store)."""
+
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED})
+
+    def __init__(self, sync: MemoryBackend | None = None, *, name: str | None = None) -> None:
+        self.sync = sync if sync is not None else MemoryBackend(name)
+        self.endpoint = self.sync.endpoint
+
+    def __repr__(self) -> str:
+        return f"AsyncMemoryBackend({self.endpoint!r})"
+
+    async def get(self, key: str) -> bytes | Missing:
+        return self.sync.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.sync.set(key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        return self.sync.delete(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
+        return self.sync.get_many(keys)
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        self.sync.set_many(items, ttl)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        return self.sync.delete_many(keys)
+
+    async def clear(self, prefix: str = "") -> int:
+        return self.sync.clear(prefix)
+
+    async def ttl(self, key: str) -> float | None | Missing:
+        return self.sync.ttl(key)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def health(self) -> dict[str, Any]:
+        return self.sync.health()
+
+    async def close(self) -> None:
+        self.sync.close()
+
+
+def from_url(url: str, **options: Any) -> MemoryBackend:
+    """``memory://`` (a private store) or ``memory://NAME`` (shared by NAME in-process)."""
+    parts = urlsplit(url)
+    if parts.scheme != "memory":
+        raise ConfigurationError(f"not a memory:// URL: {url!r}")
+    name = (parts.netloc + parts.path).strip("/") or None
+    unknown = set(options) - {"max_entries"}
+    if unknown:
+        raise ConfigurationError(
+            f"memory backend does not take option(s) {sorted(unknown)}; it accepts max_entries."
+        )
+    return MemoryBackend(name, **options)

@@ -1,0 +1,1140 @@
+"""The per-call engine: what happens when a decorated function is called.
+
+Decoration builds a :class:`CachedState` (key builder, L1, counters) and a thin
+wrapper. The wrapper's hit path touches only local variables of its closure::
+
+    typed tuple key  ->  L1 dict lookup  ->  expiry check  ->  fresh copy / immutable value
+
+No plugin hook, lock or logging call runs on a hit. Everything else - reading the
+environment, building the backend, resolving serializer and encryptor, the circuit
+breaker - happens once, on the first miss, and is frozen into a :class:`Plan`.
+
+A miss goes through *single flight*: concurrent callers of the same key in this
+process (threads and asyncio tasks alike) wait for one computation. If that
+computation raises, every waiter gets the exception and nothing is stored.
+
+Backend trouble never reaches the caller: any exception from the backend is
+counted, fed to the endpoint's circuit breaker and turns into "run the function";
+unreadable entries (corrupt, foreign, failing authentication) are misses that get
+overwritten. The caller's own exceptions propagate unchanged and are not cached.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from _thread import allocate_lock
+from time import monotonic
+
+from cachekit.config import Settings, redact_url
+from cachekit.errors import (
+    CacheKeyError,
+    CachekitError,
+    ConfigurationError,
+    PluginNotFoundError,
+)
+from cachekit.keys import FAST_TYPES, KeyBuilder, _Unbindable
+from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
+from cachekit.constants import CAP_NONBLOCKING, CAP_TRUSTED, MISSING
+from cachekit.stats import (
+    BYPASSED,
+    COALESCED,
+    ERRORS,
+    INVALID,
+    L1_HITS,
+    L2_HITS,
+    MISSES,
+    STORES,
+    CacheInfo,
+    new_counters,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = ["UNSET", "CachedState", "Options", "Plan", "all_states", "make_wrapper"]
+
+_DEBUG = 10
+_logger: logging.Logger | None = None
+
+
+def _log() -> logging.Logger:
+    """The ``cachekit`` logger, imported on first use (logging costs import time)."""
+    global _logger
+    if _logger is None:
+        import logging
+
+        _logger = logging.getLogger("cachekit")
+    return _logger
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: "Not given": distinct from None, which means "no backend" or "no expiry".
+UNSET: Any = _Unset()
+
+
+class _Record:
+    """A small immutable record (dataclasses cost ~10 ms of import time)."""
+
+    __slots__: tuple[str, ...] = ()
+    _defaults: dict[str, Any] = {}
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected fields {sorted(unknown)}")
+        for name in self.__slots__:
+            value = values[name] if name in values else self._defaults[name]
+            if isinstance(value, (dict, list)) and name not in values:
+                value = type(value)(value)
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+
+class Options(_Record):
+    """The decorator's keywords, validated at decoration time.
+
+    ``ttl``: seconds, None (no expiry) or UNSET (environment default).
+    ``serializer``: an instance, a registered name, or None (MessagePack).
+    ``backend``: None (L1 only), a URL, a backend object, or UNSET (environment).
+    ``circuit_breaker``: a BreakerConfig, a bool, or None (environment defaults).
+    ``encryption``: False, True (aes-gcm), an encryptor name or an Encryptor object.
+    """
+
+    _defaults = {
+        "ttl": UNSET,
+        "namespace": None,
+        "serializer": None,
+        "backend": UNSET,
+        "key": None,
+        "l1": True,
+        "l1_max_entries": None,
+        "l1_max_size_mb": None,
+        "circuit_breaker": None,
+        "tags": (),
+        "condition": None,
+        "unless": None,
+        "encryption": False,
+        "include_self": None,
+        "single_flight": True,
+        "max_value_size": None,
+        "compress": False,
+        "fail_closed": False,
+        "intent": "default",
+        "require_backend": False,
+    }
+    __slots__ = tuple(_defaults)
+    if TYPE_CHECKING:
+        ttl: Any
+        namespace: str | None
+        serializer: Any
+        backend: Any
+        key: Callable[..., Any] | None
+        l1: bool
+        l1_max_entries: int | None
+        l1_max_size_mb: float | None
+        circuit_breaker: Any
+        tags: tuple[str, ...]
+        condition: Callable[..., bool] | None
+        unless: Callable[[Any], bool] | None
+        encryption: Any
+        include_self: bool | None
+        single_flight: bool
+        max_value_size: int | None
+        compress: bool
+        fail_closed: bool
+        intent: str
+        require_backend: bool
+
+
+class Plan(_Record):
+    """Everything resolved at the first call; read-only afterwards."""
+
+    __slots__ = (
+        "enabled",
+        "ttl",
+        "serializer",
+        "ser_name",
+        "loads",
+        "backend",
+        "abackend",
+        "abackend_mode",
+        "breaker",
+        "encryptor",
+        "signer",
+        "require_auth",
+        "max_value_size",
+        "endpoint",
+    )
+    if TYPE_CHECKING:
+        enabled: bool
+        ttl: float | None
+        serializer: Any
+        ser_name: str
+        loads: Callable[[bytes], Any]
+        backend: Any  # sync backend or None
+        abackend: Any  # async backend (or a sync one, see abackend_mode) or None
+        abackend_mode: str  # "async" | "inline" | "thread" | "none"
+        breaker: Any
+        encryptor: Any
+        signer: Any
+        require_auth: bool
+        max_value_size: int
+        endpoint: str | None
+
+
+_states: weakref.WeakSet[CachedState] = weakref.WeakSet()
+
+
+def all_states() -> list[CachedState]:
+    """Every live decorated function's state (for stats, health and invalidate)."""
+    return list(_states)
+
+
+# --- backends shared per URL ------------------------------------------------------------
+
+_url_backends: dict[tuple[str, str], Any] = {}
+_url_lock = allocate_lock()
+_announced_l1_only = False
+
+
+def _backend_from_url(url: str, flavour: str) -> Any:
+    """One backend object per (URL, sync/async) in the process, so pools are shared."""
+    key = (url, flavour)
+    found = _url_backends.get(key)
+    if found is not None:
+        return found
+    from urllib.parse import urlsplit
+
+    from cachekit.plugins import backend_spec, build
+
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise ConfigurationError(
+            f"backend URL {redact_url(url)!r} has no scheme; expected e.g. redis://host:6379/0 "
+            "or memory://."
+        )
+    spec = backend_spec(scheme)
+    with _url_lock:
+        found = _url_backends.get(key)
+        if found is None:
+            if flavour == "async":
+                if spec.async_factory is None:
+                    found = None
+                else:
+                    found = build(spec.async_factory, f"backend {spec.name}", url)
+            else:
+                found = build(spec.factory, f"backend {spec.name}", url)
+            _url_backends[key] = found
+    return found
+
+
+def _is_async_backend(obj: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(getattr(type(obj), "get", None))
+
+
+def _check_backend_object(obj: Any) -> None:
+    missing = [m for m in ("get", "set", "delete", "clear") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise ConfigurationError(
+            f"backend={obj!r} is not a cachekit backend: it lacks {', '.join(missing)}(). "
+            "Pass None (L1 only), a URL such as 'redis://localhost:6379/0', or an object "
+            "implementing cachekit.protocols.Backend."
+        )
+
+
+def _endpoint(obj: Any) -> str:
+    ep = getattr(obj, "endpoint", None)
+    return str(ep) if ep else f"{type(obj).__qualname__}@{id(obj):x}"
+
+
+# --- per-function state -----------------------------------------------------------------
+
+
+class _LeaderGone(Exception):
+    """The computing caller was cancelled or interrupted; a waiter takes over."""
+
+
+class CachedState:
+    """All state of one decorated function, shared by its wrapper and attributes."""
+
+    def __init__(self, func: Callable[..., Any], options: Options, *, is_async: bool) -> None:
+        from cachekit.keys import function_name
+
+        self.func = func
+        self.options = options
+        self.is_async = is_async
+        self.name = function_name(func)
+        skip_first = _is_method(func) if options.include_self is None else not options.include_self
+        self.skip_first = skip_first
+        self.builder = KeyBuilder(
+            func, namespace=options.namespace, skip_first=skip_first, key_func=options.key
+        )
+        self.l1: L1Cache | None = None
+        if options.l1:
+            self.l1 = L1Cache(
+                max_entries=options.l1_max_entries or 10_000,
+                max_bytes=int(options.l1_max_size_mb * 1024 * 1024)
+                if options.l1_max_size_mb
+                else None,
+                name=self.name,
+            )
+        self.counts = new_counters()
+        self.plan: Plan | None = None
+        self._plan_lock = allocate_lock()
+        self.inflight: dict[Any, Any] = {}
+        self.inflight_lock = allocate_lock()
+        self._last_error_log = -1e9
+        self._warned: set[str] = set()
+        _states.add(self)
+
+    def __repr__(self) -> str:
+        return f"<cachekit state {self.name}>"
+
+    # -- plan ----------------------------------------------------------------------
+
+    def resolve(self) -> Plan:
+        plan = self.plan
+        if plan is not None:
+            return plan
+        with self._plan_lock:
+            if self.plan is None:
+                self.plan = self._build_plan()
+            return self.plan
+
+    def _build_plan(self) -> Plan:
+        opts = self.options
+        settings = Settings.from_env()
+        if self.l1 is not None and opts.l1_max_entries is None:
+            self.l1.max_entries = settings.l1_max_entries
+        ttl = settings.default_ttl if opts.ttl is UNSET else opts.ttl
+        serializer = _resolve_serializer(opts.serializer)
+        ser_name = str(serializer.name)
+        backend, abackend, mode = self._resolve_backend(settings)
+        endpoint = _endpoint(backend if backend is not None else abackend) if (
+            backend is not None or abackend is not None
+        ) else None
+        breaker = None
+        if endpoint is not None:
+            from cachekit.breaker import BreakerConfig, breaker_for
+
+            cfg = opts.circuit_breaker
+            if cfg is None or cfg is True:
+                cfg = BreakerConfig.from_env()
+            elif cfg is False:
+                cfg = BreakerConfig(enabled=False)
+            breaker = breaker_for(endpoint, cfg)
+        encryptor = self._resolve_encryptor()
+        if encryptor is not None and self.builder.secret is None:
+            secret = getattr(encryptor, "digest_key", None)
+            if secret:
+                self.builder.secret = bytes(secret)[:64]
+        signer = None
+        require_auth = bool(getattr(serializer, "requires_authentication", False))
+        trusted = CAP_TRUSTED in getattr(backend or abackend, "capabilities", ())
+        if endpoint is not None and require_auth and encryptor is None:
+            from cachekit.signing import signer_from_env
+
+            signer = signer_from_env()
+            if signer is None and not trusted:
+                self._warn_once(
+                    "unsigned-pickle",
+                    "%s uses %s with the shared backend %s but no signing key is configured: "
+                    "its values stay in L1 only, because unauthenticated pickle from a shared "
+                    "backend is never loaded. Set CACHEKIT_SIGNING_KEY (or CACHEKIT_MASTER_KEY; "
+                    "`cachekit keygen` makes one) to share them.",
+                    self.name,
+                    ser_name,
+                    endpoint,
+                )
+                backend = abackend = None
+                endpoint = None
+                breaker = None
+            require_auth = not trusted
+        max_value = opts.max_value_size or settings.max_value_size
+        return Plan(
+            enabled=settings.enabled,
+            ttl=ttl,
+            serializer=serializer,
+            ser_name=ser_name,
+            loads=serializer.deserialize,
+            backend=backend,
+            abackend=abackend,
+            abackend_mode=mode,
+            breaker=breaker,
+            encryptor=encryptor,
+            signer=signer,
+            require_auth=require_auth,
+            max_value_size=max_value,
+            endpoint=endpoint,
+        )
+
+    def _resolve_backend(self, settings: Settings) -> tuple[Any, Any, str]:
+        global _announced_l1_only
+        choice = self.options.backend
+        source = "backend="
+        if choice is UNSET:
+            choice = settings.backend_url
+            source = settings.backend_variable or ""
+            if choice is None:
+                if self.options.require_backend:
+                    _log().warning(
+                        "%s: no backend configured (set CACHEKIT_REDIS_URL or pass backend=); "
+                        "caching in this process only (L1)",
+                        self.name,
+                    )
+                elif not _announced_l1_only:
+                    _announced_l1_only = True
+                    _log().info(
+                        "cachekit: no backend configured (CACHEKIT_BACKEND, CACHEKIT_REDIS_URL, "
+                        "REDIS_URL unset); caching in-process only (L1)"
+                    )
+                return None, None, "none"
+        if choice is None:
+            return None, None, "none"
+        if isinstance(choice, str):
+            try:
+                if self.is_async:
+                    ab = _backend_from_url(choice, "async")
+                    if ab is not None:
+                        return None, ab, "async"
+                    sb = _backend_from_url(choice, "sync")
+                    return None, sb, _async_mode_for(sb)
+                return _backend_from_url(choice, "sync"), None, "none"
+            except PluginNotFoundError as exc:
+                if source == "REDIS_URL":
+                    # REDIS_URL often serves other libraries; without cachekit-redis we
+                    # degrade to L1 instead of breaking every cached function.
+                    self._warn_once("redis-url", "%s; ignoring REDIS_URL, L1 only", exc.message)
+                    return None, None, "none"
+                raise
+        # A backend object.
+        if _is_async_backend(choice):
+            _check_backend_object(choice)
+            if not self.is_async:
+                raise ConfigurationError(
+                    f"backend {choice!r} is asynchronous but {self.name} is a regular function; "
+                    "pass its synchronous twin or a URL."
+                )
+            return None, choice, "async"
+        _check_backend_object(choice)
+        if self.is_async:
+            to_async = getattr(choice, "to_async", None)
+            if callable(to_async):
+                return None, to_async(), "async"
+            return None, choice, _async_mode_for(choice)
+        return choice, None, "none"
+
+    def _resolve_encryptor(self) -> Any:
+        enc = self.options.encryption
+        if not enc:
+            return None
+        if not isinstance(enc, (str, bool)):
+            return enc  # an Encryptor object
+        from cachekit.plugins import build, encryptor_spec
+
+        name = "aes-gcm" if enc is True else enc
+        spec = encryptor_spec(name)
+        return build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
+
+    def _warn_once(self, tag: str, msg: str, *args: Any) -> None:
+        if tag not in self._warned:
+            self._warned.add(tag)
+            _log().warning(msg, *args)
+
+    # -- backend I/O (fail open) ---------------------------------------------------
+
+    def _backend_failed(self, plan: Plan, op: str, exc: BaseException) -> None:
+        self.counts[ERRORS] += 1
+        if plan.breaker is not None:
+            plan.breaker.failure(exc)
+        now = monotonic()
+        if now - self._last_error_log >= 60.0:
+            self._last_error_log = now
+            _log().warning(
+                "[E010] backend %s failed during %s for %s (%s: %s); the function runs "
+                "uncached. Further errors for 60s are logged at DEBUG.",
+                plan.endpoint,
+                op,
+                self.name,
+                type(exc).__name__,
+                exc,
+            )
+        elif _log().isEnabledFor(_DEBUG):
+            _log().debug("backend %s %s failed: %r", plan.endpoint, op, exc)
+
+    def _decode(self, plan: Plan, blob: Any, bkey: str) -> Any:
+        """Turn a stored envelope into a value, or MISSING when it is unreadable."""
+        from cachekit.envelope import open_envelope
+
+        try:
+            payload = open_envelope(
+                blob,
+                serializer=plan.ser_name,
+                key=bkey,
+                encryptor=plan.encryptor,
+                signer=plan.signer,
+                require_authentication=plan.require_auth,
+            )
+            value = plan.loads(payload)
+        except CachekitError as exc:
+            self.counts[INVALID] += 1
+            if self.options.fail_closed and exc.code == "E003":
+                raise
+            self._warn_once(
+                f"invalid-{exc.code}",
+                "[%s] unreadable cache entry for %s treated as a miss and overwritten: %s",
+                exc.code,
+                self.name,
+                exc.message,
+            )
+            return MISSING, None
+        return value, payload
+
+    def _seal(self, plan: Plan, payload: bytes, bkey: str) -> bytes:
+        from cachekit.envelope import seal
+
+        return seal(
+            payload,
+            serializer=plan.ser_name,
+            key=bkey,
+            encryptor=plan.encryptor,
+            signer=plan.signer,
+            compress=self.options.compress,
+        )
+
+    def l2_get(self, plan: Plan, bkey: str) -> Any:
+        breaker = plan.breaker
+        if breaker is not None and not breaker.allow():
+            return MISSING, None
+        try:
+            blob = plan.backend.get(bkey)
+        except Exception as exc:
+            self._backend_failed(plan, "get", exc)
+            return MISSING, None
+        if breaker is not None:
+            breaker.success()
+        if blob is MISSING or blob is None:
+            return MISSING, None
+        return self._decode(plan, blob, bkey)
+
+    def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
+        blob = self._seal(plan, payload, bkey)
+        breaker = plan.breaker
+        if breaker is not None and not breaker.allow():
+            return
+        try:
+            plan.backend.set(bkey, blob, plan.ttl)
+        except Exception as exc:
+            self._backend_failed(plan, "set", exc)
+            return
+        if breaker is not None:
+            breaker.success()
+
+    async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
+        b = plan.abackend
+        if plan.abackend_mode == "async":
+            return await getattr(b, method)(*args)
+        if plan.abackend_mode == "inline":
+            return getattr(b, method)(*args)
+        import asyncio
+
+        return await asyncio.to_thread(getattr(b, method), *args)
+
+    async def al2_get(self, plan: Plan, bkey: str) -> Any:
+        breaker = plan.breaker
+        if breaker is not None and not breaker.allow():
+            return MISSING, None
+        try:
+            blob = await self._acall(plan, "get", bkey)
+        except Exception as exc:
+            self._backend_failed(plan, "get", exc)
+            return MISSING, None
+        except BaseException:  # cancelled: not the backend's fault
+            if breaker is not None:
+                breaker.release_probe()
+            raise
+        if breaker is not None:
+            breaker.success()
+        if blob is MISSING or blob is None:
+            return MISSING, None
+        return self._decode(plan, blob, bkey)
+
+    async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
+        blob = self._seal(plan, payload, bkey)
+        breaker = plan.breaker
+        if breaker is not None and not breaker.allow():
+            return
+        try:
+            await self._acall(plan, "set", bkey, blob, plan.ttl)
+        except Exception as exc:
+            self._backend_failed(plan, "set", exc)
+            return
+        except BaseException:
+            if breaker is not None:
+                breaker.release_probe()
+            raise
+        if breaker is not None:
+            breaker.success()
+
+    # -- storing -------------------------------------------------------------------
+
+    def prepare(self, plan: Plan, result: Any) -> tuple[Any, Any, bytes | None]:
+        """Serialize a fresh result: (value for L1, its loads or None, payload)."""
+        payload = plan.serializer.serialize(result)
+        if type(result) in IMMUTABLE_TYPES:
+            return result, None, payload
+        return payload, plan.loads, payload
+
+    def keep(self, plan: Plan, result: Any, payload: bytes) -> bool:
+        """Should this result be stored at all?"""
+        if len(payload) > plan.max_value_size:
+            self._warn_once(
+                "too-large",
+                "[E007] %s returned a value of %d bytes, above max_value_size=%d: it is "
+                "returned but not cached",
+                self.name,
+                len(payload),
+                plan.max_value_size,
+            )
+            return False
+        unless = self.options.unless
+        return not (unless is not None and unless(result))
+
+    def l1_put(self, plan: Plan, lkey: Any, stored: Any, loads: Any, size_hint: int) -> None:
+        if self.l1 is not None:
+            self.l1.put(lkey, stored, loads, plan.ttl)
+
+    # -- attributes of the decorated function -------------------------------------
+
+    def _key_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        # invalidate_cache()/cache_key() take the arguments the key sees: no self/cls.
+        return (None, *args) if self.skip_first else args
+
+    def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        try:
+            return self.builder.backend_key(self._key_args(args), kwargs)
+        except _Unbindable:
+            raise CacheKeyError(
+                f"the arguments do not match the signature of {self.name}."
+            ) from None
+
+    def _targets(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str] | None:
+        """(L1 key, backend key) of one entry, or None meaning "every entry"."""
+        if not args and not kwargs and self.builder._names:
+            return None
+        try:
+            return self.builder.keys(self._key_args(args), kwargs)
+        except _Unbindable:
+            raise CacheKeyError(
+                f"the arguments do not match the signature of {self.name}."
+            ) from None
+
+    def invalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        target = self._targets(args, kwargs)
+        if target is None:
+            return self.clear()
+        plan = self.resolve()
+        lkey, bkey = target
+        removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
+        return removed + int(bool(self._backend_call(plan, "delete", bkey)))
+
+    async def ainvalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        target = self._targets(args, kwargs)
+        if target is None:
+            return await self.aclear()
+        plan = self.resolve()
+        lkey, bkey = target
+        removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
+        return removed + int(bool(await self._abackend_call(plan, "delete", bkey)))
+
+    def clear(self) -> int:
+        removed = self.l1.clear() if self.l1 is not None else 0
+        plan = self.resolve()
+        return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
+
+    async def aclear(self) -> int:
+        removed = self.l1.clear() if self.l1 is not None else 0
+        plan = self.resolve()
+        return removed + int(await self._abackend_call(plan, "clear", self.builder.prefix) or 0)
+
+    def _backend_call(self, plan: Plan, method: str, *args: Any) -> Any:
+        """A maintenance call (delete/clear) from synchronous code, failing open."""
+        if plan.backend is None and plan.abackend is None:
+            return 0
+        if plan.backend is None and plan.abackend_mode == "async":
+            import asyncio
+
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self._abackend_call(plan, method, *args))
+            raise ConfigurationError(
+                f"{self.name} uses an asynchronous backend and was invalidated from inside a "
+                "running event loop; use `await func.ainvalidate_cache(...)` there."
+            )
+        backend = plan.backend if plan.backend is not None else plan.abackend
+        try:
+            return getattr(backend, method)(*args)
+        except Exception as exc:
+            self._backend_failed(plan, method, exc)
+            return 0
+
+    async def _abackend_call(self, plan: Plan, method: str, *args: Any) -> Any:
+        """A maintenance call from async code, failing open."""
+        if plan.abackend is None:
+            if plan.backend is None:
+                return 0
+            import asyncio
+
+            try:
+                return await asyncio.to_thread(getattr(plan.backend, method), *args)
+            except Exception as exc:
+                self._backend_failed(plan, method, exc)
+                return 0
+        try:
+            return await self._acall(plan, method, *args)
+        except Exception as exc:
+            self._backend_failed(plan, method, exc)
+            return 0
+
+    def info(self) -> CacheInfo:
+        l1 = self.l1
+        return CacheInfo.from_counters(
+            self.counts,
+            size=len(l1) if l1 is not None else 0,
+            maxsize=l1.max_entries if l1 is not None else 0,
+            nbytes=l1.nbytes if l1 is not None else 0,
+        )
+
+    def reset_stats(self) -> None:
+        self.counts[:] = new_counters()
+
+    def health(self) -> dict[str, Any]:
+        plan = self.resolve()
+        report: dict[str, Any] = {
+            "function": self.name,
+            "status": "healthy",
+            "l1": {
+                "enabled": self.l1 is not None,
+                "entries": len(self.l1) if self.l1 is not None else 0,
+                "bytes": self.l1.nbytes if self.l1 is not None else 0,
+            },
+            "backend": None,
+            "stats": self.info().as_dict(),
+        }
+        backend = plan.backend if plan.backend is not None else plan.abackend
+        if backend is not None:
+            entry: dict[str, Any] = {"endpoint": plan.endpoint}
+            if plan.breaker is not None:
+                entry["circuit_breaker"] = plan.breaker.snapshot()
+            if plan.backend is not None or plan.abackend_mode != "async":
+                start = monotonic()
+                try:
+                    ok = bool(backend.ping())
+                    entry["error"] = None
+                except Exception as exc:
+                    ok = False
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                entry["latency_ms"] = round((monotonic() - start) * 1000, 3)
+                entry["reachable"] = ok
+            else:
+                entry["reachable"] = None  # async-only: use check_health from a loop
+            report["backend"] = entry
+            if entry.get("reachable") is False or (
+                plan.breaker is not None and plan.breaker.state != "closed"
+            ):
+                report["status"] = "degraded"
+        return report
+
+    def after_fork(self) -> None:
+        self.inflight = {}
+        self.inflight_lock = allocate_lock()
+        self._plan_lock = allocate_lock()
+
+
+def _async_mode_for(backend: Any) -> str:
+    return "inline" if CAP_NONBLOCKING in getattr(backend, "capabilities", ()) else "thread"
+
+
+def _resolve_serializer(choice: Any) -> Any:
+    if choice is None:
+        from cachekit.serializers import DEFAULT_SERIALIZER
+
+        return DEFAULT_SERIALIZER
+    if isinstance(choice, str):
+        from cachekit.plugins import build, serializer_spec
+
+        spec = serializer_spec(choice)
+        return build(spec.factory, f"serializer {choice}")
+    if isinstance(choice, type):
+        raise ConfigurationError(
+            f"serializer={choice.__name__} is a class; pass an instance: "
+            f"serializer={choice.__name__}()."
+        )
+    missing = [m for m in ("serialize", "deserialize") if not callable(getattr(choice, m, None))]
+    name = getattr(choice, "name", None)
+    if missing or not isinstance(name, str) or not name:
+        raise ConfigurationError(
+            f"serializer={choice!r} is not a serializer: it needs a 'name' string and "
+            "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
+        )
+    return choice
+
+
+def _is_method(func: Callable[..., Any]) -> bool:
+    """A function defined in a class body whose first parameter is self or cls."""
+    import inspect
+
+    qualname = getattr(func, "__qualname__", "")
+    parts = qualname.split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return False
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] in ("self", "cls")
+
+
+def _after_fork() -> None:
+    global _url_lock
+    _url_lock = allocate_lock()
+    for state in list(_states):
+        state.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+# --- the wrappers -----------------------------------------------------------------------
+
+
+def _new_future() -> Any:
+    from concurrent.futures import Future
+
+    return Future()
+
+
+def make_wrapper(state: CachedState) -> Callable[..., Any]:
+    """Build the function that replaces the decorated one."""
+    if state.is_async:
+        return _make_async(state)
+    return _make_sync(state)
+
+
+def _fast_arity(state: CachedState) -> int:
+    """Number of positional args that qualifies for the L1 fast path, or -1."""
+    b = state.builder
+    if not b._fast_ok or state.l1 is None:
+        return -1
+    return b._nparams + (1 if state.skip_first else 0)
+
+
+def _make_sync(state: CachedState) -> Callable[..., Any]:  # noqa: C901 - one closure on purpose
+    func = state.func
+    counts = state.counts
+    l1 = state.l1
+    data = l1.data if l1 is not None else {}
+    data_get = data.get
+    move_to_end = getattr(data, "move_to_end", None)
+    skip = 1 if state.skip_first else 0
+    arity = _fast_arity(state)
+    builder = state.builder
+    fast = FAST_TYPES
+    single_flight = state.options.single_flight
+    condition = state.options.condition
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs and "_bypass_cache" in kwargs:
+            if kwargs.pop("_bypass_cache"):
+                counts[BYPASSED] += 1
+                return func(*args, **kwargs)
+        try:
+            lkey, bkey = builder.keys(args, kwargs)
+        except _Unbindable:
+            return func(*args, **kwargs)  # raises the natural TypeError
+        if l1 is not None:
+            e = data_get(lkey)
+            if e is not None and e[0] > monotonic():
+                counts[L1_HITS] += 1
+                try:
+                    move_to_end(lkey)
+                except KeyError:
+                    pass
+                loads = e[1]
+                return e[2] if loads is None else loads(e[2])
+        return miss(args, kwargs, lkey, bkey)
+
+    def miss(args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None) -> Any:
+        plan = state.plan or state.resolve()
+        if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
+            counts[BYPASSED] += 1
+            return func(*args, **kwargs)
+        if not single_flight:
+            return compute(plan, args, kwargs, lkey, bkey)[0]
+        while True:
+            with state.inflight_lock:
+                fut = state.inflight.get(lkey)
+                leader = fut is None
+                if leader:
+                    fut = state.inflight[lkey] = _new_future()
+            if leader:
+                break
+            try:
+                stored, loads = fut.result()
+            except _LeaderGone:
+                continue
+            counts[COALESCED] += 1
+            return stored if loads is None else loads(stored)
+        try:
+            value, pair = compute(plan, args, kwargs, lkey, bkey)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else _LeaderGone())
+            raise
+        else:
+            fut.set_result(pair)
+            return value
+        finally:
+            with state.inflight_lock:
+                if state.inflight.get(lkey) is fut:
+                    del state.inflight[lkey]
+
+    def compute(
+        plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
+    ) -> tuple[Any, tuple[Any, Any]]:
+        """Return (value for this caller, (stored, loads) for waiters)."""
+        if l1 is not None:  # another caller may have filled it while we queued
+            e = data_get(lkey)
+            if e is not None and e[0] > monotonic():
+                counts[L1_HITS] += 1
+                loads = e[1]
+                return (e[2] if loads is None else loads(e[2])), (e[2], loads)
+        if plan.backend is not None:
+            if bkey is None:
+                bkey = builder.backend_key(args, kwargs)
+            value, payload = state.l2_get(plan, bkey)
+            if value is not MISSING:
+                counts[L2_HITS] += 1
+                if type(value) in IMMUTABLE_TYPES:
+                    state.l1_put(plan, lkey, value, None, 0)
+                    return value, (value, None)
+                state.l1_put(plan, lkey, payload, plan.loads, 0)
+                return value, (payload, plan.loads)
+        counts[MISSES] += 1
+        result = func(*args, **kwargs)
+        stored, loads, payload = state.prepare(plan, result)
+        if state.keep(plan, result, payload):
+            counts[STORES] += 1
+            state.l1_put(plan, lkey, stored, loads, 0)
+            if plan.backend is not None:
+                if bkey is None:
+                    bkey = builder.backend_key(args, kwargs)
+                state.l2_set(plan, bkey, payload)
+        return (stored if loads is None else loads(stored)), (stored, loads)
+
+    if arity < 0:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return slow(args, kwargs)
+
+    elif arity == 1 and not skip:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs or len(args) != 1:
+                return slow(args, kwargs)
+            a = args[0]
+            t = type(a)
+            if t not in fast:
+                return slow(args, kwargs)
+            k = (a, t)
+            e = data_get(k)
+            if e is not None and e[0] > monotonic():
+                counts[0] += 1
+                try:
+                    move_to_end(k)
+                except KeyError:
+                    pass
+                loads = e[1]
+                return e[2] if loads is None else loads(e[2])
+            return miss(args, kwargs, k, None)
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs or len(args) != arity:
+                return slow(args, kwargs)
+            vals = args[skip:] if skip else args
+            for v in vals:
+                if type(v) not in fast:
+                    return slow(args, kwargs)
+            k = (*vals, *map(type, vals))
+            e = data_get(k)
+            if e is not None and e[0] > monotonic():
+                counts[0] += 1
+                try:
+                    move_to_end(k)
+                except KeyError:
+                    pass
+                loads = e[1]
+                return e[2] if loads is None else loads(e[2])
+            return miss(args, kwargs, k, None)
+
+    assert L1_HITS == 0  # the wrappers bump counts[0] directly
+    return wrapper
+
+
+def _make_async(state: CachedState) -> Callable[..., Any]:  # noqa: C901
+    func = state.func
+    counts = state.counts
+    l1 = state.l1
+    data = l1.data if l1 is not None else {}
+    data_get = data.get
+    move_to_end = getattr(data, "move_to_end", None)
+    skip = 1 if state.skip_first else 0
+    arity = _fast_arity(state)
+    builder = state.builder
+    fast = FAST_TYPES
+    single_flight = state.options.single_flight
+    condition = state.options.condition
+
+    async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs and "_bypass_cache" in kwargs:
+            if kwargs.pop("_bypass_cache"):
+                counts[BYPASSED] += 1
+                return await func(*args, **kwargs)
+        try:
+            lkey, bkey = builder.keys(args, kwargs)
+        except _Unbindable:
+            return await func(*args, **kwargs)
+        if l1 is not None:
+            e = data_get(lkey)
+            if e is not None and e[0] > monotonic():
+                counts[L1_HITS] += 1
+                try:
+                    move_to_end(lkey)
+                except KeyError:
+                    pass
+                loads = e[1]
+                return e[2] if loads is None else loads(e[2])
+        return await miss(args, kwargs, lkey, bkey)
+
+    async def miss(
+        args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
+    ) -> Any:
+        import asyncio
+
+        plan = state.plan or state.resolve()
+        if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
+            counts[BYPASSED] += 1
+            return await func(*args, **kwargs)
+        if not single_flight:
+            return (await compute(plan, args, kwargs, lkey, bkey))[0]
+        while True:
+            with state.inflight_lock:
+                fut = state.inflight.get(lkey)
+                leader = fut is None
+                if leader:
+                    fut = state.inflight[lkey] = _new_future()
+            if leader:
+                break
+            try:
+                # shield: a cancelled waiter must not cancel the shared future.
+                stored, loads = await asyncio.shield(asyncio.wrap_future(fut))
+            except _LeaderGone:
+                continue
+            counts[COALESCED] += 1
+            return stored if loads is None else loads(stored)
+        try:
+            value, pair = await compute(plan, args, kwargs, lkey, bkey)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else _LeaderGone())
+            raise
+        else:
+            fut.set_result(pair)
+            return value
+        finally:
+            with state.inflight_lock:
+                if state.inflight.get(lkey) is fut:
+                    del state.inflight[lkey]
+
+    async def compute(
+        plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
+    ) -> tuple[Any, tuple[Any, Any]]:
+        if l1 is not None:
+            e = data_get(lkey)
+            if e is not None and e[0] > monotonic():
+                counts[L1_HITS] += 1
+                loads = e[1]
+                return (e[2] if loads is None else loads(e[2])), (e[2], loads)
+        if plan.abackend is not None:
+            if bkey is None:
+                bkey = builder.backend_key(args, kwargs)
+            value, payload = await state.al2_get(plan, bkey)
+            if value is not MISSING:
+                counts[L2_HITS] += 1
+                if type(value) in IMMUTABLE_TYPES:
+                    state.l1_put(plan, lkey, value, None, 0)
+                    return value, (value, None)
+                state.l1_put(plan, lkey, payload, plan.loads, 0)
+                return value, (payload, plan.loads)
+        counts[MISSES] += 1
+        result = await func(*args, **kwargs)
+        stored, loads, payload = state.prepare(plan, result)
+        if state.keep(plan, result, payload):
+            counts[STORES] += 1
+            state.l1_put(plan, lkey, stored, loads, 0)
+            if plan.abackend is not None:
+                if bkey is None:
+                    bkey = builder.backend_key(args, kwargs)
+                await state.al2_set(plan, bkey, payload)
+        return (stored if loads is None else loads(stored)), (stored, loads)
+
+    if arity < 0:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await slow(args, kwargs)
+
+    else:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs or len(args) != arity:
+                return await slow(args, kwargs)
+            vals = args[skip:] if skip else args
+            for v in vals:
+                if type(v) not in fast:
+                    return await slow(args, kwargs)
+            k = (*vals, *map(type, vals))
+            e = data_get(k)
+            if e is not None and e[0] > monotonic():
+                counts[0] += 1
+                try:
+                    move_to_end(k)
+                except KeyError:
+                    pass
+                loads = e[1]
+                return e[2] if loads is None else loads(e[2])
+            return await miss(args, kwargs, k, None)
+
+    return wrapper

@@ -1,0 +1,186 @@
+"""Settings read from the environment, lazily (at a function's first call).
+
+Every variable is validated with a message naming the variable and a valid
+example. docs/configuration.md lists them all; a test keeps that list and
+:data:`ENVIRONMENT` in step.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cachekit.errors import ConfigurationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+__all__ = [
+    "BACKEND_VARIABLES",
+    "DEFAULT_TTL",
+    "ENVIRONMENT",
+    "Settings",
+    "parse_bool",
+    "parse_ttl",
+]
+
+#: Default time to live of cached values, in seconds (CACHEKIT_DEFAULT_TTL overrides it).
+DEFAULT_TTL = 3600.0
+
+#: Where the backend URL comes from when ``backend=`` is not given, in order.
+BACKEND_VARIABLES = ("CACHEKIT_BACKEND", "CACHEKIT_REDIS_URL", "REDIS_URL")
+
+#: Every environment variable cachekit (core and official plugins) reads, and what for.
+ENVIRONMENT: dict[str, str] = {
+    "CACHEKIT_BACKEND": "backend URL of any registered scheme (memory://, redis://, ...)",
+    "CACHEKIT_REDIS_URL": "Redis URL for the L2 (used when CACHEKIT_BACKEND is unset)",
+    "REDIS_URL": "fallback Redis URL (used when neither variable above is set)",
+    "CACHEKIT_ENABLED": "false turns every cache into a pass-through (default true)",
+    "CACHEKIT_DEFAULT_TTL": "default time to live in seconds, or 'none' for no expiry (3600)",
+    "CACHEKIT_L1_MAX_SIZE_MB": "process-wide byte budget of all L1 caches in MB (100)",
+    "CACHEKIT_L1_MAX_ENTRIES": "default entry bound of each function's L1 (10000)",
+    "CACHEKIT_MAX_VALUE_SIZE_MB": "values larger than this are returned but not cached (64)",
+    "CACHEKIT_SOCKET_TIMEOUT": "backend socket read/write timeout in seconds (cachekit-redis)",
+    "CACHEKIT_SOCKET_CONNECT_TIMEOUT": "backend connect timeout in seconds (cachekit-redis)",
+    "CACHEKIT_CIRCUIT_BREAKER": "false disables the circuit breaker (default true)",
+    "CACHEKIT_CIRCUIT_BREAKER_FAILURE_THRESHOLD": "consecutive failures that open it (5)",
+    "CACHEKIT_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "seconds it stays open (60)",
+    "CACHEKIT_CIRCUIT_BREAKER_HALF_OPEN_CALLS": "probes admitted at once when half-open (1)",
+    "CACHEKIT_MASTER_KEY": "hex master key, >= 32 bytes, for @cache.secure (cachekit-crypto)",
+    "CACHEKIT_PREVIOUS_MASTER_KEYS": "comma-separated retired master keys still readable",
+    "CACHEKIT_SIGNING_KEY": "hex key, >= 32 bytes, signing pickle payloads in shared backends",
+    "CACHEKIT_STRICT_PLUGINS": "1 makes a plugin that fails to load an error (E042)",
+    "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD": "1 loads only the core's built-in plugin",
+}
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(name: str, raw: str, default: bool) -> bool:
+    value = raw.strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} must be one of: true, false, 1, 0, yes, no, on, off.")
+
+
+def parse_ttl(value: Any, what: str = "ttl") -> float | None:
+    """Seconds as a float, ``None`` for no expiry. Accepts int, float and timedelta."""
+    if value is None:
+        return None
+    if type(value).__name__ == "timedelta" and hasattr(value, "total_seconds"):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{what} must be a number of seconds, a timedelta or None (no expiry); "
+            f"got {type(value).__name__} {value!r}."
+        )
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigurationError(
+            f"{what} must be greater than 0 seconds (use None for no expiry); got {value!r}."
+        )
+    return float(value)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number.")
+    return value
+
+
+class Settings:
+    """The environment as cachekit understands it, validated. Read-only by convention."""
+
+    __slots__ = (
+        "backend_url",
+        "backend_variable",
+        "default_ttl",
+        "enabled",
+        "l1_max_entries",
+        "max_value_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        default_ttl: float | None = DEFAULT_TTL,
+        l1_max_entries: int = 10_000,
+        max_value_size: int = 64 * 1024 * 1024,
+        backend_url: str | None = None,
+        backend_variable: str | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.default_ttl = default_ttl
+        self.l1_max_entries = l1_max_entries
+        self.max_value_size = max_value_size
+        self.backend_url = backend_url
+        self.backend_variable = backend_variable
+
+    def __repr__(self) -> str:
+        from cachekit.config import redact_url
+
+        url = redact_url(self.backend_url) if self.backend_url else None
+        return (
+            f"Settings(enabled={self.enabled}, default_ttl={self.default_ttl}, "
+            f"l1_max_entries={self.l1_max_entries}, max_value_size={self.max_value_size}, "
+            f"backend_url={url!r}, backend_variable={self.backend_variable!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        raw_ttl = env.get("CACHEKIT_DEFAULT_TTL", "").strip()
+        if not raw_ttl:
+            ttl: float | None = DEFAULT_TTL
+        elif raw_ttl.lower() in ("none", "never", "0"):
+            ttl = None
+        else:
+            try:
+                ttl = parse_ttl(float(raw_ttl), "CACHEKIT_DEFAULT_TTL")
+            except ValueError:
+                raise ConfigurationError(
+                    f"CACHEKIT_DEFAULT_TTL={raw_ttl!r} must be seconds (e.g. 300) or 'none'."
+                ) from None
+        url = variable = None
+        for name in BACKEND_VARIABLES:
+            value = env.get(name, "").strip()
+            if value:
+                url, variable = value, name
+                break
+        return cls(
+            enabled=parse_bool("CACHEKIT_ENABLED", env.get("CACHEKIT_ENABLED", ""), True),
+            default_ttl=ttl,
+            l1_max_entries=int(_positive(env, "CACHEKIT_L1_MAX_ENTRIES", 10_000)),
+            max_value_size=int(_positive(env, "CACHEKIT_MAX_VALUE_SIZE_MB", 64) * 1024 * 1024),
+            backend_url=url,
+            backend_variable=variable,
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, reprs and errors)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    netloc = f"{user}:***@{host}" if user else f"***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,54 @@
+"""Constants shared by every layer: the MISSING sentinel and backend capability names.
+
+Kept apart from :mod:`cachekit.protocols` so that the hot path does not import
+``typing``. This module imports nothing.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CAP_INVALIDATION",
+    "CAP_LOCKING",
+    "CAP_NONBLOCKING",
+    "CAP_TRUSTED",
+    "CAP_TTL",
+    "MISSING",
+    "Missing",
+]
+
+
+class Missing:
+    """Type of :data:`MISSING`: the single value meaning "no entry"."""
+
+    __slots__ = ()
+    _instance: Missing | None = None
+
+    def __new__(cls) -> Missing:
+        if cls._instance is None:
+            cls._instance = object.__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+#: Returned by ``Backend.get`` when the key holds nothing.
+MISSING = Missing()
+
+#: The backend can take distributed locks (``acquire_lock`` / ``release_lock``).
+CAP_LOCKING = "locking"
+#: The backend can broadcast invalidations to other processes.
+CAP_INVALIDATION = "invalidation"
+#: ``ttl(key)`` reports the remaining time to live.
+CAP_TTL = "ttl"
+#: Sync methods never block on I/O, so async callers may call them inline.
+CAP_NONBLOCKING = "nonblocking"
+#: Storage lives inside this process: nobody else can write into it, so payloads
+#: that need authentication (pickle) may be read back without a signature.
+CAP_TRUSTED = "trusted"

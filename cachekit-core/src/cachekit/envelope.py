@@ -1,0 +1,205 @@
+"""The stored envelope: what every L2 backend holds for one cached value.
+
+Layout (version 1, all integers big-endian)::
+
+    0   2  magic  b"CK"
+    2   1  format version (1)
+    3   1  flags: 0x01 compressed (zlib), 0x02 encrypted, 0x04 signed
+    4   4  CRC-32 of every byte from offset 8 to the end
+    8   1  length n of the serializer id, then n bytes of ASCII id
+    .   1  [encrypted] length m of the key id, then m bytes of ASCII key id
+    .  32  [signed] HMAC-SHA256 tag
+    .   *  payload (serializer output; compressed, then encrypted, when flagged)
+
+:func:`open_envelope` raises :class:`~cachekit.errors.EnvelopeError` for anything
+that is not an intact envelope written for this key and serializer: wrong magic,
+unknown version or flags, CRC mismatch, truncation, another serializer id, a
+payload that needs authentication but carries none. The decorator turns every
+such error into a cache miss. Authentication (signature or AEAD tag) is checked
+before anything reaches a serializer, so unauthenticated pickle is never loaded.
+
+The signature and the encryption AAD both cover the format version, the flags,
+the serializer id, the key id and the full backend key: an envelope copied to
+another key, or relabelled as another serializer, fails authentication.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, NamedTuple
+
+from cachekit.errors import DecryptionError, EnvelopeError, IntegrityError
+
+if TYPE_CHECKING:
+    from cachekit.protocols import Encryptor
+    from cachekit.signing import Signer
+
+__all__ = [
+    "FLAG_COMPRESSED",
+    "FLAG_ENCRYPTED",
+    "FLAG_SIGNED",
+    "MAGIC",
+    "VERSION",
+    "Header",
+    "open_envelope",
+    "read_header",
+    "seal",
+]
+
+MAGIC = b"CK"
+VERSION = 1
+FLAG_COMPRESSED = 0x01
+FLAG_ENCRYPTED = 0x02
+FLAG_SIGNED = 0x04
+_KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED
+_SIG_SIZE = 32
+_crc32 = zlib.crc32
+
+
+class Header(NamedTuple):
+    version: int
+    flags: int
+    serializer: str
+    key_id: str
+    signature: bytes
+    payload_offset: int
+
+
+def _ascii_id(value: str, what: str) -> bytes:
+    raw = value.encode("ascii")
+    if not 0 < len(raw) < 256:
+        raise ValueError(f"{what} must be 1-255 ASCII characters")
+    return bytes([len(raw)]) + raw
+
+
+def _context(flags: int, serializer: str, key_id: str, key: str) -> bytes:
+    """What the signature and the AAD cover besides the payload."""
+    return b"\x00".join(
+        (
+            b"cachekit-envelope",
+            bytes([VERSION, flags]),
+            serializer.encode("ascii"),
+            key_id.encode("ascii"),
+            key.encode("utf-8", "surrogatepass"),
+        )
+    )
+
+
+def seal(
+    payload: bytes,
+    *,
+    serializer: str,
+    key: str,
+    encryptor: Encryptor | None = None,
+    signer: Signer | None = None,
+    compress: bool = False,
+) -> bytes:
+    """Wrap serializer output for storage under backend key ``key``."""
+    flags = 0
+    if compress:
+        packed = zlib.compress(payload, 1)
+        if len(packed) < len(payload):
+            payload = packed
+            flags |= FLAG_COMPRESSED
+    key_id = ""
+    if encryptor is not None:
+        flags |= FLAG_ENCRYPTED
+        key_id = encryptor.key_id
+    elif signer is not None:
+        flags |= FLAG_SIGNED
+    ctx = _context(flags, serializer, key_id, key)
+    parts = [_ascii_id(serializer, "serializer id")]
+    if encryptor is not None:
+        parts.append(_ascii_id(key_id, "key id"))
+        payload = encryptor.encrypt(payload, ctx)
+    elif signer is not None:
+        parts.append(signer.sign(ctx + payload))
+    parts.append(payload)
+    body = b"".join(parts)
+    return MAGIC + bytes([VERSION, flags]) + _crc32(body).to_bytes(4, "big") + body
+
+
+def read_header(blob: bytes) -> Header:
+    """Parse and check the fixed part of an envelope (no authentication)."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise EnvelopeError(f"stored value is {type(blob).__name__}, not bytes")
+    blob = bytes(blob)
+    if len(blob) < 10 or blob[:2] != MAGIC:
+        raise EnvelopeError("not a cachekit envelope (bad magic or too short)")
+    version, flags = blob[2], blob[3]
+    if version != VERSION:
+        raise EnvelopeError(f"unsupported envelope version {version}")
+    if flags & ~_KNOWN_FLAGS or (flags & FLAG_ENCRYPTED and flags & FLAG_SIGNED):
+        raise EnvelopeError(f"unknown envelope flags 0x{flags:02x}")
+    if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:]):
+        raise EnvelopeError("envelope checksum mismatch (corrupted or truncated)")
+    pos = 8
+    n = blob[pos]
+    serializer_raw = blob[pos + 1 : pos + 1 + n]
+    pos += 1 + n
+    key_id = ""
+    signature = b""
+    if flags & FLAG_ENCRYPTED:
+        if pos >= len(blob):
+            raise EnvelopeError("envelope truncated in key id")
+        m = blob[pos]
+        kid_raw = blob[pos + 1 : pos + 1 + m]
+        if len(kid_raw) != m or m == 0:
+            raise EnvelopeError("envelope truncated in key id")
+        key_id = kid_raw.decode("ascii", "replace")
+        pos += 1 + m
+    elif flags & FLAG_SIGNED:
+        signature = blob[pos : pos + _SIG_SIZE]
+        if len(signature) != _SIG_SIZE:
+            raise EnvelopeError("envelope truncated in signature")
+        pos += _SIG_SIZE
+    if len(serializer_raw) != n or n == 0 or pos > len(blob):
+        raise EnvelopeError("envelope truncated in header")
+    return Header(
+        version, flags, serializer_raw.decode("ascii", "replace"), key_id, signature, pos
+    )
+
+
+def open_envelope(
+    blob: bytes,
+    *,
+    serializer: str,
+    key: str,
+    encryptor: Encryptor | None = None,
+    signer: Signer | None = None,
+    require_authentication: bool = False,
+) -> bytes:
+    """Return the serializer payload stored in ``blob`` for backend key ``key``.
+
+    Raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
+    authentication), :class:`IntegrityError` (bad signature) or
+    :class:`DecryptionError` (AEAD failure).
+    """
+    header = read_header(blob)
+    if header.serializer != serializer:
+        raise EnvelopeError(
+            f"entry was written by serializer {header.serializer!r}, expected {serializer!r}"
+        )
+    payload = bytes(blob)[header.payload_offset :]
+    flags = header.flags
+    ctx = _context(flags, header.serializer, header.key_id, key)
+    if flags & FLAG_ENCRYPTED:
+        if encryptor is None:
+            raise EnvelopeError("entry is encrypted but this cache has no encryptor")
+        payload = encryptor.decrypt(payload, ctx, key_id=header.key_id)
+    elif encryptor is not None:
+        # A secure cache never accepts plaintext from the backend.
+        raise DecryptionError("entry is not encrypted but this cache requires encryption.")
+    elif flags & FLAG_SIGNED:
+        if signer is None:
+            raise EnvelopeError("entry is signed but no signing key is configured")
+        if not signer.verify(ctx + payload, header.signature):
+            raise IntegrityError("signature verification failed for a signed cache entry.")
+    elif require_authentication:
+        raise EnvelopeError("entry carries no signature and its serializer requires one")
+    if flags & FLAG_COMPRESSED:
+        try:
+            payload = zlib.decompress(payload)
+        except zlib.error as exc:
+            raise EnvelopeError(f"compressed payload is corrupt: {exc}") from None
+    return payload

@@ -1,0 +1,494 @@
+"""Cache keys: canonical, type-tagged, fixed-length.
+
+A backend key looks like ``cachekit:[<namespace>:]<module.qualname>:<digest>``
+where ``<digest>`` is 32 hex characters of BLAKE2b over a canonical encoding of
+the call's arguments, bound to the function's signature with defaults applied:
+
+* ``f(1)``, ``f(x=1)`` and ``f(1, y=<default>)`` are the same key;
+* ``1``, ``1.0``, ``True``, ``"1"`` and ``b"1"`` are five different keys, and so
+  are ``(1, 2)`` and ``[1, 2]`` (the encoding is typed: a tuple is not a list);
+* dict and set order does not matter;
+* every item is length-prefixed, so ``("a:b", "c")`` and ``("a", "b:c")`` differ;
+* user data never appears in the key itself, only inside the digest.
+
+Values the encoder does not understand raise :class:`~cachekit.errors.CacheKeyError`
+(E020) instead of falling back to ``repr`` (which would embed memory addresses and
+silently never hit, or worse, collide). Objects can opt in by defining
+``__cache_key__(self)`` returning any encodable value.
+
+The in-process L1 does not need the digest: for the common call shape (positional
+arguments of exact types ``int``, ``str``, ``bytes``, ``float``, ``bool`` or
+``None``) it is keyed by a tuple of the values and their types, which is cheaper
+to build than a hash and keeps ``1`` and ``True`` apart.
+"""
+
+from __future__ import annotations
+
+from cachekit.errors import CacheKeyError, ConfigurationError
+
+try:  # the C module directly: importing hashlib pulls in OpenSSL (~3 ms)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - every CPython build ships _blake2
+    from hashlib import blake2b
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = [
+    "DIGEST_HEX_LENGTH",
+    "FAST_TYPES",
+    "KeyBuilder",
+    "canonical_bytes",
+    "digest",
+    "function_name",
+    "generate_cache_key",
+    "validate_namespace",
+]
+
+#: Length of the hex digest that ends every backend key.
+DIGEST_HEX_LENGTH = 32
+#: Exact types whose equality and hash already respect their type, so a tuple of
+#: them (plus their types) is a faithful L1 key.
+FAST_TYPES = frozenset({int, str, bytes, float, bool, type(None)})
+
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+class _Unbindable(Exception):
+    """The arguments do not fit the signature; the caller lets the function raise."""
+
+
+def validate_namespace(namespace: str | None) -> str | None:
+    """Return ``namespace`` if it is usable in a key; raise E040 otherwise."""
+    if namespace is None:
+        return None
+    if (
+        not isinstance(namespace, str)
+        or not 0 < len(namespace) <= 128
+        or not _NAME_CHARS.issuperset(namespace)
+    ):
+        raise ConfigurationError(
+            f"namespace {namespace!r} is not valid: use 1-128 characters from "
+            "letters, digits, '_', '.' and '-' (no ':', spaces or wildcards)."
+        )
+    return namespace
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function (the middle part of its keys)."""
+    module = getattr(func, "__module__", None) or "<unknown>"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    if not qualname:
+        raise ConfigurationError(f"cannot name {func!r}: it has no __qualname__ or __name__.")
+    return f"{module}.{qualname}"
+
+
+# --- canonical encoding --------------------------------------------------------------
+
+
+def _enc_len(tag: bytes, data: bytes, out: list[bytes]) -> None:
+    out.append(tag)
+    out.append(str(len(data)).encode())
+    out.append(b":")
+    out.append(data)
+
+
+def _enc_none(obj: Any, out: list[bytes], path: str) -> None:
+    out.append(b"N")
+
+
+def _enc_bool(obj: bool, out: list[bytes], path: str) -> None:
+    out.append(b"T" if obj else b"F")
+
+
+def _enc_int(obj: int, out: list[bytes], path: str) -> None:
+    _enc_len(b"i", str(int(obj)).encode(), out)
+
+
+def _enc_float(obj: float, out: list[bytes], path: str) -> None:
+    obj = float(obj)
+    if obj == 0.0:  # 0.0 == -0.0: equal values get equal keys
+        obj = 0.0
+    _enc_len(b"f", repr(obj).encode(), out)  # repr round-trips every double exactly
+
+
+def _enc_str(obj: str, out: list[bytes], path: str) -> None:
+    _enc_len(b"s", str(obj).encode("utf-8", "surrogatepass"), out)
+
+
+def _enc_bytes(obj: bytes, out: list[bytes], path: str) -> None:
+    _enc_len(b"b", bytes(obj), out)
+
+
+def _enc_bytearray(obj: bytearray, out: list[bytes], path: str) -> None:
+    _enc_len(b"B", bytes(obj), out)
+
+
+def _enc_seq(tag: bytes) -> Callable[[Any, list[bytes], str], None]:
+    def enc(obj: Any, out: list[bytes], path: str) -> None:
+        out.append(tag)
+        out.append(str(len(obj)).encode())
+        out.append(b":")
+        for i, item in enumerate(obj):
+            _encode(item, out, f"{path}[{i}]")
+        out.append(b")")
+
+    return enc
+
+
+def _sorted_encoded(items: Any, path: str) -> list[bytes]:
+    parts = []
+    for item in items:
+        sub: list[bytes] = []
+        _encode(item, sub, path)
+        parts.append(b"".join(sub))
+    parts.sort()
+    return parts
+
+
+def _enc_set(tag: bytes) -> Callable[[Any, list[bytes], str], None]:
+    def enc(obj: Any, out: list[bytes], path: str) -> None:
+        out.append(tag)
+        out.append(str(len(obj)).encode())
+        out.append(b":")
+        out.extend(_sorted_encoded(obj, f"{path}{{}}"))
+        out.append(b")")
+
+    return enc
+
+
+def _enc_dict(obj: dict[Any, Any], out: list[bytes], path: str) -> None:
+    pairs = []
+    for k, v in obj.items():
+        ek: list[bytes] = []
+        _encode(k, ek, f"{path} key")
+        kb = b"".join(ek)
+        ev: list[bytes] = []
+        _encode(v, ev, f"{path}[{k!r}]")
+        pairs.append((kb, b"".join(ev)))
+    pairs.sort()
+    out.append(b"{")
+    out.append(str(len(pairs)).encode())
+    out.append(b":")
+    for kb, vb in pairs:
+        out.append(kb)
+        out.append(vb)
+    out.append(b"}")
+
+
+_ENCODERS: dict[type, Callable[[Any, list[bytes], str], None]] = {
+    type(None): _enc_none,
+    bool: _enc_bool,
+    int: _enc_int,
+    float: _enc_float,
+    str: _enc_str,
+    bytes: _enc_bytes,
+    bytearray: _enc_bytearray,
+    tuple: _enc_seq(b"("),
+    list: _enc_seq(b"["),
+    dict: _enc_dict,
+    set: _enc_set(b"<"),
+    frozenset: _enc_set(b"<f"),
+}
+_rich_loaded = False
+
+
+def _load_rich_encoders() -> None:
+    """Encoders for stdlib value types, registered on first need (keeps import cheap)."""
+    global _rich_loaded
+    import datetime as _dt
+    import uuid
+    from decimal import Decimal
+
+    def _enc_datetime(obj: _dt.datetime, out: list[bytes], path: str) -> None:
+        if obj.utcoffset() is not None:  # aware: equal instants are equal datetimes
+            _enc_len(b"Dz", obj.astimezone(_dt.timezone.utc).isoformat().encode(), out)
+        else:
+            _enc_len(b"Dn", obj.isoformat().encode(), out)
+
+    def _enc_date(obj: _dt.date, out: list[bytes], path: str) -> None:
+        _enc_len(b"d", obj.isoformat().encode(), out)
+
+    def _enc_time(obj: _dt.time, out: list[bytes], path: str) -> None:
+        _enc_len(b"t", obj.isoformat().encode(), out)
+
+    def _enc_timedelta(obj: _dt.timedelta, out: list[bytes], path: str) -> None:
+        _enc_len(b"td", f"{obj.days},{obj.seconds},{obj.microseconds}".encode(), out)
+
+    def _enc_decimal(obj: Decimal, out: list[bytes], path: str) -> None:
+        _enc_len(b"m", str(obj.normalize() if obj.is_finite() else obj).encode(), out)
+
+    def _enc_uuid(obj: uuid.UUID, out: list[bytes], path: str) -> None:
+        _enc_len(b"u", obj.bytes, out)
+
+    def _enc_complex(obj: complex, out: list[bytes], path: str) -> None:
+        _enc_len(b"c", f"{obj.real or 0.0!r},{obj.imag or 0.0!r}".encode(), out)
+
+    _ENCODERS.update(
+        {
+            _dt.datetime: _enc_datetime,
+            _dt.date: _enc_date,
+            _dt.time: _enc_time,
+            _dt.timedelta: _enc_timedelta,
+            Decimal: _enc_decimal,
+            uuid.UUID: _enc_uuid,
+            complex: _enc_complex,
+        }
+    )
+    _rich_loaded = True
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _encode(obj: Any, out: list[bytes], path: str) -> None:
+    cls = type(obj)
+    enc = _ENCODERS.get(cls)
+    if enc is not None:
+        enc(obj, out, path)
+        return
+    if not _rich_loaded:
+        _load_rich_encoders()
+        _encode(obj, out, path)
+        return
+    hook = getattr(cls, "__cache_key__", None)
+    if hook is not None:
+        _enc_len(b"k", _qualified(cls).encode(), out)
+        _encode(hook(obj), out, f"{path}.__cache_key__()")
+        return
+    if isinstance(obj, enum.Enum):
+        _enc_len(b"e", _qualified(cls).encode(), out)
+        _encode(obj.value, out, f"{path}.value")
+        return
+    if isinstance(obj, PurePath):
+        _enc_path(obj, out, path)
+        return
+    # Subclasses of the basic types (str enums excepted above, NamedTuples, ...):
+    # encode as the base type, tagged with the subclass name so that they never
+    # collide with a plain value of the base type.
+    for base in (bool, int, float, str, bytes, tuple, list, dict, frozenset, set):
+        if isinstance(obj, base):
+            _enc_len(b"S", _qualified(cls).encode(), out)
+            _ENCODERS[base](obj, out, path)
+            return
+    raise CacheKeyError(
+        f"cannot build a cache key from {path} of type {_qualified(cls)}: only None, bool, "
+        "int, float, complex, str, bytes, tuple, list, dict, set, datetime, date, time, "
+        "timedelta, Decimal, UUID, Enum and Path values are encoded.",
+        hint=(
+            "Define __cache_key__(self) on the class returning a stable value, pass key=... "
+            "to @cache, or convert the argument to a basic type."
+        ),
+    )
+
+
+def canonical_bytes(obj: Any, path: str = "argument") -> bytes:
+    """The canonical, type-tagged encoding of ``obj`` (the input of the digest)."""
+    out: list[bytes] = []
+    _encode(obj, out, path)
+    return b"".join(out)
+
+
+def digest(data: bytes, secret: bytes | None = None) -> str:
+    """32 hex characters of BLAKE2b; keyed with ``secret`` (at most 64 bytes) when given."""
+    if secret:
+        return blake2b(data, digest_size=16, key=secret).hexdigest()
+    return blake2b(data, digest_size=16).hexdigest()
+
+
+# --- per-function key building -------------------------------------------------------
+
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+
+def _plain_signature(func: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """(parameter names, defaults) of a plain Python function whose parameters are
+    all positional-or-keyword; None for anything else (then inspect is used)."""
+    code = getattr(func, "__code__", None)
+    if code is None or type(func).__name__ != "function" or hasattr(func, "__wrapped__"):
+        return None
+    if code.co_posonlyargcount or code.co_kwonlyargcount:
+        return None
+    if code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS):
+        return None
+    names = tuple(code.co_varnames[: code.co_argcount])
+    return names, tuple(func.__defaults__ or ())
+
+
+class KeyBuilder:
+    """Turns one function's calls into L1 keys and backend keys.
+
+    Built once per decorated function. ``skip_first`` leaves ``self``/``cls`` out
+    of the key (the default for methods). ``key_func`` replaces argument binding by
+    a user function whose (encodable) result is digested. ``secret`` keys the
+    digest (used by ``@cache.secure`` so key names reveal nothing about arguments).
+    """
+
+    __slots__ = (
+        "_defaults",
+        "_fast_ok",
+        "_n_required",
+        "_names",
+        "_nparams",
+        "_sig",
+        "key_func",
+        "prefix",
+        "secret",
+        "skip_first",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        skip_first: bool = False,
+        key_func: Callable[..., Any] | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        validate_namespace(namespace)
+        fname = name or function_name(func)
+        self.prefix = f"cachekit:{namespace}:{fname}:" if namespace else f"cachekit:{fname}:"
+        self.skip_first = skip_first
+        self.key_func = key_func
+        self.secret = secret
+        sig: Any = None
+        plain = _plain_signature(func)
+        if plain is not None:
+            names, defaults = plain
+            if skip_first and names:
+                names = names[1:]
+            simple = True
+        else:
+            import inspect
+
+            try:
+                sig = inspect.signature(func)
+            except (TypeError, ValueError):  # builtins without a signature
+                sig = None
+            params = list(sig.parameters.values()) if sig is not None else []
+            if skip_first and params:
+                params = params[1:]
+                if sig is not None:
+                    sig = sig.replace(parameters=params)
+            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+            simple = sig is not None and all(p.kind is kind for p in params)
+            names = tuple(p.name for p in params)
+            defaults = tuple(p.default for p in params if p.default is not p.empty)
+        self._sig = sig
+        self._nparams = len(names) if simple else -1
+        self._names = names
+        # Only a trailing run of defaults is possible for positional-or-keyword parameters.
+        self._n_required = len(names) - len(defaults)
+        self._defaults = defaults
+        # The L1 fast path: plain positional calls with every parameter simple.
+        self._fast_ok = simple and key_func is None
+
+    # The argument tuple that identifies a call, with defaults applied.
+    def normalize(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if self.skip_first:
+            args = args[1:]
+        nparams = self._nparams
+        if nparams >= 0:
+            n = len(args)
+            if not kwargs:
+                if n == nparams:
+                    return args
+                if self._n_required <= n < nparams:
+                    return args + self._defaults[n - self._n_required :]
+                raise _Unbindable
+            if n > nparams:
+                raise _Unbindable
+            values = list(args)
+            names = self._names
+            for i in range(n, nparams):
+                name = names[i]
+                if name in kwargs:
+                    values.append(kwargs[name])
+                elif i >= self._n_required:
+                    values.append(self._defaults[i - self._n_required])
+                else:
+                    raise _Unbindable
+            if len(kwargs) != sum(1 for name in names[n:] if name in kwargs):
+                raise _Unbindable  # unknown or duplicate keyword
+            return tuple(values)
+        if self._sig is None:
+            return (args, kwargs)
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError:
+            raise _Unbindable from None
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
+
+    def l1_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The in-process key: a typed tuple on the fast path, else the digest."""
+        if self.key_func is not None:
+            return self._digest_of(self.key_func(*args, **kwargs))
+        values = self.normalize(args, kwargs)
+        for v in values:
+            if type(v) not in FAST_TYPES:
+                return self._digest_of(values)
+        return (*values, *map(type, values))
+
+    def _digest_of(self, value: Any) -> str:
+        return digest(canonical_bytes(value, "key argument"), self.secret)
+
+    def backend_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The full key stored in the backend: ``cachekit:[ns:]module.qualname:digest``."""
+        if self.key_func is not None:
+            return self.prefix + self._digest_of(self.key_func(*args, **kwargs))
+        return self.prefix + self._digest_of(self.normalize(args, kwargs))
+
+    def keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
+        """Both keys of one call, computing the normalized arguments once."""
+        if self.key_func is not None:
+            d = self._digest_of(self.key_func(*args, **kwargs))
+            return d, self.prefix + d
+        values = self.normalize(args, kwargs)
+        d = self._digest_of(values)
+        for v in values:
+            if type(v) not in FAST_TYPES:
+                return d, self.prefix + d
+        return (*values, *map(type, values)), self.prefix + d
+
+
+def generate_cache_key(
+    func_or_name: Callable[..., Any] | str,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    namespace: str | None = None,
+) -> str:
+    """The backend key that a call would use: ``cachekit:[<namespace>:]<name>:<digest>``.
+
+    With a function (decorated or not), the arguments are bound to its signature
+    exactly as the decorator does. With a plain name, the positional arguments
+    and the keyword arguments are digested as given.
+    """
+    kwargs = dict(kwargs or {})
+    args = tuple(args)
+    if isinstance(func_or_name, str):
+        if not func_or_name or ":" in func_or_name:
+            raise ConfigurationError(
+                f"function name {func_or_name!r} must be non-empty and contain no ':'."
+            )
+        builder = KeyBuilder(lambda *a, **k: None, namespace=namespace, name=func_or_name)
+        builder._sig = None
+        builder._nparams = -1
+        return builder.backend_key(args, kwargs)
+    existing = getattr(func_or_name, "cache_key", None)
+    plan_ns = getattr(func_or_name, "__cachekit_namespace__", None)
+    if existing is not None and callable(existing) and (namespace in (None, plan_ns)):
+        return str(existing(*args, **kwargs))
+    builder = KeyBuilder(func_or_name, namespace=namespace)
+    try:
+        return builder.backend_key(args, kwargs)
+    except _Unbindable:
+        raise CacheKeyError(
+            f"the arguments do not match the signature of {function_name(func_or_name)}."
+        ) from None

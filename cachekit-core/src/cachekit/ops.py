@@ -1,0 +1,116 @@
+"""Operations across every cached function of the process: invalidate, stats, health."""
+
+from __future__ import annotations
+
+from cachekit.cached import all_states
+from cachekit.errors import ConfigurationError
+from cachekit.keys import validate_namespace
+from cachekit.l1 import budget
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+__all__ = ["health", "invalidate", "stats"]
+
+
+def invalidate(
+    *, namespace: str | None = None, tags: str | Iterable[str] | None = None
+) -> int:
+    """Remove every entry of a namespace and/or of functions carrying any of ``tags``.
+
+    L1 entries of matching functions in this process are dropped, and their L2
+    entries are removed from the backend, so other processes sharing it miss too.
+    Returns the number of entries removed (L1 and L2 together).
+    """
+    if namespace is None and tags is None:
+        raise ConfigurationError(
+            "cachekit.invalidate() needs namespace=... and/or tags=...; "
+            "use func.cache_clear() for a single function."
+        )
+    validate_namespace(namespace)
+    wanted = {tags} if isinstance(tags, str) else set(tags or ())
+    removed = 0
+    cleared_prefixes: set[tuple[int, str]] = set()
+    for state in all_states():
+        opts = state.options
+        if (namespace is not None and opts.namespace == namespace) or wanted.intersection(
+            opts.tags
+        ):
+            removed += state.clear()
+            plan = state.plan
+            if plan is not None:
+                backend = plan.backend if plan.backend is not None else plan.abackend
+                cleared_prefixes.add((id(backend), state.builder.prefix))
+    if namespace is not None:
+        # Entries written by functions this process never imported live under the
+        # same prefix: clear it once per backend in use.
+        prefix = f"cachekit:{namespace}:"
+        seen: set[int] = set()
+        for state in all_states():
+            plan = state.plan
+            if plan is None or plan.backend is None or id(plan.backend) in seen:
+                continue
+            seen.add(id(plan.backend))
+            removed += int(state._backend_call(plan, "clear", prefix) or 0)
+    return removed
+
+
+def stats() -> dict[str, Any]:
+    """Counters of every cached function, totals, and the L1 byte budget."""
+    functions: dict[str, dict[str, Any]] = {}
+    totals = {"hits": 0, "misses": 0, "l1_hits": 0, "l2_hits": 0, "errors": 0}
+    for state in sorted(all_states(), key=lambda s: s.name):
+        info = state.info().as_dict()
+        name = state.name
+        if name in functions:  # two functions with one qualname (redefinitions)
+            name = f"{name}#{id(state):x}"
+        functions[name] = info
+        for k in totals:
+            totals[k] += info[k]
+    total = totals["hits"] + totals["misses"]
+    return {
+        "functions": functions,
+        "totals": {**totals, "hit_rate": round(totals["hits"] / total, 4) if total else 0.0},
+        "l1": {"bytes": budget.used, "max_bytes": budget.max_bytes},
+    }
+
+
+def health() -> dict[str, Any]:
+    """A JSON-ready report for an HTTP health endpoint.
+
+    ``status`` is ``"healthy"``, or ``"degraded"`` when a backend is unreachable,
+    a circuit breaker is not closed, or a plugin failed to load. cachekit keeps
+    serving (uncached or from L1) while degraded, so this is a warning, not an outage.
+    """
+    from cachekit import plugins
+    from cachekit.breaker import breakers
+
+    status = "healthy"
+    backends: dict[str, dict[str, Any]] = {}
+    for state in all_states():
+        plan = state.plan
+        if plan is None or plan.endpoint is None or plan.endpoint in backends:
+            continue
+        report = state.health()["backend"]
+        backends[plan.endpoint] = report
+        if report.get("reachable") is False:
+            status = "degraded"
+    breaker_states = [b.snapshot() for b in breakers()]
+    if any(b["state"] != "closed" for b in breaker_states):
+        status = "degraded"
+    plugin_errors = []
+    reg = plugins._registry
+    if reg is not None:
+        plugin_errors = [p.as_dict() for p in reg.errors()]
+        if plugin_errors:
+            status = "degraded"
+    return {
+        "status": status,
+        "functions": len(all_states()),
+        "l1": {"bytes": budget.used, "max_bytes": budget.max_bytes},
+        "backends": backends,
+        "circuit_breakers": breaker_states,
+        "plugin_errors": plugin_errors,
+    }

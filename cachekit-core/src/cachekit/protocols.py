@@ -1,0 +1,141 @@
+"""Structural protocols every backend, serializer and encryptor implements.
+
+Plugins do not inherit from anything: they provide objects with these methods.
+A miss is the :data:`MISSING` sentinel, never ``None`` (``None`` is a value that
+can be cached like any other).
+
+Optional behaviour is *declared* in a ``capabilities`` attribute (a frozenset of
+the ``CAP_*`` names below), never guessed from the presence of a method.
+
+This module imports only cachekit.constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from cachekit.constants import (
+    CAP_INVALIDATION,
+    CAP_LOCKING,
+    CAP_NONBLOCKING,
+    CAP_TRUSTED,
+    CAP_TTL,
+    MISSING,
+    Missing,
+)
+
+__all__ = [
+    "CAP_INVALIDATION",
+    "CAP_LOCKING",
+    "CAP_NONBLOCKING",
+    "CAP_TRUSTED",
+    "CAP_TTL",
+    "MISSING",
+    "AsyncBackend",
+    "Backend",
+    "Encryptor",
+    "Missing",
+    "Serializer",
+]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A synchronous key/value store for serialized envelopes.
+
+    ``endpoint`` identifies the server (``"redis://host:6379/0"``, never with a
+    password) so that every function using it shares one circuit breaker.
+    Backends raise their own exceptions on failure; the decorator treats any
+    exception from a backend as a transient failure and fails open.
+    """
+
+    endpoint: str
+
+    def get(self, key: str) -> bytes | Missing: ...
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]: ...
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None: ...
+
+    def delete_many(self, keys: Iterable[str]) -> int: ...
+
+    def clear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; return how many were removed."""
+        ...
+
+    def ping(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncBackend(Protocol):
+    """The asynchronous twin of :class:`Backend`: the same methods as coroutines."""
+
+    endpoint: str
+
+    async def get(self, key: str) -> bytes | Missing: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]: ...
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None: ...
+
+    async def delete_many(self, keys: Iterable[str]) -> int: ...
+
+    async def clear(self, prefix: str) -> int: ...
+
+    async def ping(self) -> bool: ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into bytes and back.
+
+    ``name`` is a short, stable ASCII id (at most 32 characters) written into the
+    stored envelope; an envelope claiming another serializer is never handed to
+    this one. ``serialize`` raises :class:`cachekit.errors.SerializationError`
+    (E004) for unsupported values and ``deserialize`` raises
+    :class:`cachekit.errors.DeserializationError` (E005) for bytes it cannot read.
+
+    A serializer whose ``deserialize`` can execute code (pickle) sets
+    ``requires_authentication = True``: its payloads are then only read back from
+    a shared backend when they carry a valid signature or were encrypted.
+    """
+
+    name: str
+
+    def serialize(self, obj: Any) -> bytes: ...
+
+    def deserialize(self, data: bytes) -> Any: ...
+
+
+@runtime_checkable
+class Encryptor(Protocol):
+    """Authenticated encryption of payloads (AES-256-GCM in cachekit-crypto).
+
+    ``key_id`` names the current key (written into the envelope, so rotation
+    needs no trial decryption). ``aad`` binds the ciphertext to its context (cache
+    key, serializer, envelope version); ``decrypt`` raises
+    :class:`cachekit.errors.DecryptionError` (E003) when authentication fails.
+    """
+
+    key_id: str
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def decrypt(self, blob: bytes, aad: bytes, *, key_id: str) -> bytes: ...

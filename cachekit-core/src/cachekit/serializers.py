@@ -1,0 +1,163 @@
+"""Serializers shipped with the core, and lazy access to the ones plugins provide.
+
+* :class:`MessagePackSerializer` (``"msgpack"``, the default): dict, list, tuple
+  (read back as a list), str, int (64-bit), float, bool, None and bytes. Anything
+  else raises :class:`~cachekit.errors.SerializationError` (E004) naming the type
+  and the fix. Compact, fast, safe to read from anywhere.
+* :class:`PickleSerializer` (``"pickle"``): any picklable object. Because loading
+  pickle can run code, its payloads are signed (HMAC-SHA256) when a signing key is
+  configured, and data read back from a shared backend is only unpickled after
+  the signature checks out. See docs/serializers.md for the rule.
+
+``ArrowSerializer`` comes from the cachekit-arrow distribution; ``from
+cachekit.serializers import ArrowSerializer`` resolves it through the plugin
+registry on first access and raises an ImportError naming the package when it is
+not installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from cachekit.errors import DeserializationError, SerializationError
+
+__all__ = [
+    "DEFAULT_SERIALIZER",
+    "ArrowSerializer",
+    "DefaultSerializer",
+    "MessagePackSerializer",
+    "PickleSerializer",
+]
+
+_MSGPACK_TYPES = "dict, list, tuple, str, int, float, bool, None and bytes"
+
+
+def _unsupported(obj: Any) -> Any:
+    cls = type(obj)
+    name = cls.__name__
+    if cls.__module__ not in ("builtins", "datetime"):
+        name = f"{name} ({cls.__module__}.{cls.__qualname__})"
+    raise SerializationError(
+        f"Could not serialize object of type {name} with MessagePackSerializer, "
+        f"which supports {_MSGPACK_TYPES}.",
+        hint=(
+            "Use @cache(serializer=PickleSerializer()) for arbitrary Python objects, or "
+            "convert the value to supported types before returning it (for example "
+            "datetime.isoformat(), model.model_dump(), list(a_set))."
+        ),
+    )
+
+
+class MessagePackSerializer:
+    """MessagePack: the default serializer. Thread-safe and stateless."""
+
+    name = "msgpack"
+    requires_authentication = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def serialize(self, obj: Any) -> bytes:
+        try:
+            return msgpack.packb(obj, use_bin_type=True, default=_unsupported)  # type: ignore[no-any-return]
+        except SerializationError:
+            raise
+        except OverflowError:
+            raise SerializationError(
+                "Could not serialize object of type int with MessagePackSerializer: an "
+                "integer is outside the 64-bit range MessagePack can store.",
+                hint="Use serializer=PickleSerializer(), or return the number as a str.",
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"Could not serialize value with MessagePackSerializer: {exc}.",
+                hint="Use serializer=PickleSerializer() or convert the value to basic types.",
+            ) from None
+
+    def deserialize(self, data: bytes) -> Any:
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise DeserializationError(
+                f"bytes are not valid MessagePack ({type(exc).__name__})."
+            ) from None
+
+
+#: The serializer used when none is given (MessagePack).
+DefaultSerializer = MessagePackSerializer
+
+
+class PickleSerializer:
+    """Pickle (protocol 5 by default): any picklable object.
+
+    Loading pickle executes code chosen by whoever wrote the bytes. cachekit only
+    unpickles bytes that come from this process (L1), that carry a valid HMAC from
+    a process holding the same signing key, or that were decrypted with
+    authenticated encryption (``@cache.secure``).
+    """
+
+    name = "pickle"
+    requires_authentication = True
+
+    def __init__(self, protocol: int | None = None) -> None:
+        import pickle
+
+        self._pickle = pickle
+        self.protocol = pickle.HIGHEST_PROTOCOL if protocol is None else protocol
+        if not 2 <= self.protocol <= pickle.HIGHEST_PROTOCOL:
+            from cachekit.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"pickle protocol must be between 2 and {pickle.HIGHEST_PROTOCOL}, "
+                f"got {protocol!r}."
+            )
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(protocol={self.protocol})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PickleSerializer) and other.protocol == self.protocol
+
+    def __hash__(self) -> int:
+        return hash((PickleSerializer, self.protocol))
+
+    def serialize(self, obj: Any) -> bytes:
+        try:
+            return self._pickle.dumps(obj, protocol=self.protocol)
+        except Exception as exc:  # PicklingError, TypeError, AttributeError, ...
+            raise SerializationError(
+                f"Could not serialize object of type {type(obj).__name__} with "
+                f"PickleSerializer: {exc}",
+                hint="Return a picklable value (no locks, sockets, generators or lambdas).",
+            ) from None
+
+    def deserialize(self, data: bytes) -> Any:
+        try:
+            return self._pickle.loads(data)
+        except Exception as exc:
+            raise DeserializationError(
+                f"bytes could not be unpickled ({type(exc).__name__})."
+            ) from None
+
+
+#: The default serializer instance (MessagePack).
+DEFAULT_SERIALIZER = DefaultSerializer()
+
+
+def __getattr__(name: str) -> Any:
+    # Serializer classes provided by plugins (ArrowSerializer, ...) resolve lazily.
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from cachekit.plugins import serializer_class
+
+    cls = serializer_class(name)
+    globals()[name] = cls
+    return cls
