@@ -11,6 +11,7 @@ installed) or pass ``backend=`` for a shared L2. See docs/ for the full guide.
 
 from __future__ import annotations
 
+from cachekit.constants import MISSING
 from cachekit.decorator import cache
 from cachekit.errors import (
     CacheKeyError,
@@ -22,7 +23,6 @@ from cachekit.errors import (
     SerializationError,
 )
 from cachekit.ops import health, invalidate, stats
-from cachekit.constants import MISSING
 
 __version__ = "0.1.0"
 

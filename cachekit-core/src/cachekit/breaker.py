@@ -93,7 +93,9 @@ class BreakerConfig:
         try:
             return cls(**kwargs)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"invalid circuit breaker environment: {exc.message}") from None
+            raise ConfigurationError(
+                f"invalid circuit breaker environment: {exc.message}"
+            ) from None
 
 
 @dataclass

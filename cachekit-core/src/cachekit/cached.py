@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import weakref
 from _thread import allocate_lock
+from collections import OrderedDict
 from time import monotonic
 
 from cachekit.config import Settings, redact_url
+from cachekit.constants import CAP_NONBLOCKING, CAP_TRUSTED, MISSING
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
@@ -35,7 +37,6 @@ from cachekit.errors import (
 )
 from cachekit.keys import FAST_TYPES, KeyBuilder, _Unbindable
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
-from cachekit.constants import CAP_NONBLOCKING, CAP_TRUSTED, MISSING
 from cachekit.stats import (
     BYPASSED,
     COALESCED,
@@ -53,7 +54,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, ClassVar
 
 __all__ = ["UNSET", "CachedState", "Options", "Plan", "all_states", "make_wrapper"]
 
@@ -89,7 +90,7 @@ class _Record:
     """A small immutable record (dataclasses cost ~10 ms of import time)."""
 
     __slots__: tuple[str, ...] = ()
-    _defaults: dict[str, Any] = {}
+    _defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)
@@ -119,7 +120,7 @@ class Options(_Record):
     ``encryption``: False, True (aes-gcm), an encryptor name or an Encryptor object.
     """
 
-    _defaults = {
+    _defaults: ClassVar[dict[str, Any]] = {
         "ttl": UNSET,
         "namespace": None,
         "serializer": None,
@@ -169,20 +170,20 @@ class Plan(_Record):
     """Everything resolved at the first call; read-only afterwards."""
 
     __slots__ = (
-        "enabled",
-        "ttl",
-        "serializer",
-        "ser_name",
-        "loads",
-        "backend",
         "abackend",
         "abackend_mode",
+        "backend",
         "breaker",
+        "enabled",
         "encryptor",
-        "signer",
-        "require_auth",
-        "max_value_size",
         "endpoint",
+        "loads",
+        "max_value_size",
+        "require_auth",
+        "ser_name",
+        "serializer",
+        "signer",
+        "ttl",
     )
     if TYPE_CHECKING:
         enabled: bool
@@ -331,9 +332,11 @@ class CachedState:
         serializer = _resolve_serializer(opts.serializer)
         ser_name = str(serializer.name)
         backend, abackend, mode = self._resolve_backend(settings)
-        endpoint = _endpoint(backend if backend is not None else abackend) if (
-            backend is not None or abackend is not None
-        ) else None
+        endpoint = (
+            _endpoint(backend if backend is not None else abackend)
+            if (backend is not None or abackend is not None)
+            else None
+        )
         breaker = None
         if endpoint is not None:
             from cachekit.breaker import BreakerConfig, breaker_for
@@ -453,7 +456,7 @@ class CachedState:
             return enc  # an Encryptor object
         from cachekit.plugins import build, encryptor_spec
 
-        name = "aes-gcm" if enc is True else enc
+        name = "aes-gcm" if enc is True else str(enc)
         spec = encryptor_spec(name)
         return build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
 
@@ -599,7 +602,7 @@ class CachedState:
 
     # -- storing -------------------------------------------------------------------
 
-    def prepare(self, plan: Plan, result: Any) -> tuple[Any, Any, bytes | None]:
+    def prepare(self, plan: Plan, result: Any) -> tuple[Any, Any, bytes]:
         """Serialize a fresh result: (value for L1, its loads or None, payload)."""
         payload = plan.serializer.serialize(result)
         if type(result) in IMMUTABLE_TYPES:
@@ -668,7 +671,9 @@ class CachedState:
         removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
         return removed + int(bool(await self._abackend_call(plan, "delete", bkey)))
 
-    def clear(self) -> int:
+    def clear(self, reset_stats: bool = False) -> int:
+        if reset_stats:
+            self.reset_stats()
         removed = self.l1.clear() if self.l1 is not None else 0
         plan = self.resolve()
         return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
@@ -852,13 +857,13 @@ def _fast_arity(state: CachedState) -> int:
     return b._nparams + (1 if state.skip_first else 0)
 
 
-def _make_sync(state: CachedState) -> Callable[..., Any]:  # noqa: C901 - one closure on purpose
+def _make_sync(state: CachedState) -> Callable[..., Any]:
     func = state.func
     counts = state.counts
     l1 = state.l1
-    data = l1.data if l1 is not None else {}
+    data: OrderedDict[Any, Any] = l1.data if l1 is not None else OrderedDict()
     data_get = data.get
-    move_to_end = getattr(data, "move_to_end", None)
+    move_to_end = data.move_to_end
     skip = 1 if state.skip_first else 0
     arity = _fast_arity(state)
     builder = state.builder
@@ -867,10 +872,9 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:  # noqa: C901 - one cl
     condition = state.options.condition
 
     def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if kwargs and "_bypass_cache" in kwargs:
-            if kwargs.pop("_bypass_cache"):
-                counts[BYPASSED] += 1
-                return func(*args, **kwargs)
+        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
+            counts[BYPASSED] += 1
+            return func(*args, **kwargs)
         try:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:
@@ -895,6 +899,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:  # noqa: C901 - one cl
         if not single_flight:
             return compute(plan, args, kwargs, lkey, bkey)[0]
         while True:
+            fut: Any
             with state.inflight_lock:
                 fut = state.inflight.get(lkey)
                 leader = fut is None
@@ -1005,13 +1010,13 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:  # noqa: C901 - one cl
     return wrapper
 
 
-def _make_async(state: CachedState) -> Callable[..., Any]:  # noqa: C901
+def _make_async(state: CachedState) -> Callable[..., Any]:
     func = state.func
     counts = state.counts
     l1 = state.l1
-    data = l1.data if l1 is not None else {}
+    data: OrderedDict[Any, Any] = l1.data if l1 is not None else OrderedDict()
     data_get = data.get
-    move_to_end = getattr(data, "move_to_end", None)
+    move_to_end = data.move_to_end
     skip = 1 if state.skip_first else 0
     arity = _fast_arity(state)
     builder = state.builder
@@ -1020,10 +1025,9 @@ def _make_async(state: CachedState) -> Callable[..., Any]:  # noqa: C901
     condition = state.options.condition
 
     async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if kwargs and "_bypass_cache" in kwargs:
-            if kwargs.pop("_bypass_cache"):
-                counts[BYPASSED] += 1
-                return await func(*args, **kwargs)
+        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
+            counts[BYPASSED] += 1
+            return await func(*args, **kwargs)
         try:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:
@@ -1052,6 +1056,7 @@ def _make_async(state: CachedState) -> Callable[..., Any]:  # noqa: C901
         if not single_flight:
             return (await compute(plan, args, kwargs, lkey, bkey))[0]
         while True:
+            fut: Any
             with state.inflight_lock:
                 fut = state.inflight.get(lkey)
                 leader = fut is None

@@ -80,7 +80,7 @@ def parse_ttl(value: Any, what: str = "ttl") -> float | None:
             f"{what} must be a number of seconds, a timedelta or None (no expiry); "
             f"got {type(value).__name__} {value!r}."
         )
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):  # also rejects NaN
         raise ConfigurationError(
             f"{what} must be greater than 0 seconds (use None for no expiry); got {value!r}."
         )

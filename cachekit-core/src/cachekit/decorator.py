@@ -146,9 +146,10 @@ def _check_serializer(value: Any) -> None:
             f"serializer={value.__name__} is a class; pass an instance: "
             f"serializer={value.__name__}()."
         )
-    if not (callable(getattr(value, "serialize", None)) and callable(
-        getattr(value, "deserialize", None)
-    )) or not isinstance(getattr(value, "name", None), str):
+    if not (
+        callable(getattr(value, "serialize", None))
+        and callable(getattr(value, "deserialize", None))
+    ) or not isinstance(getattr(value, "name", None), str):
         raise ConfigurationError(
             f"serializer={value!r} is not a serializer: it needs a 'name' string and "
             "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
@@ -165,7 +166,9 @@ def _check_backend(value: Any) -> None:
                 "'memory://'. Use backend=None for L1 only."
             )
         return
-    missing = [m for m in ("get", "set", "delete", "clear") if not callable(getattr(value, m, None))]
+    missing = [
+        m for m in ("get", "set", "delete", "clear") if not callable(getattr(value, m, None))
+    ]
     if missing:
         raise ConfigurationError(
             f"backend={value!r} is not a cachekit backend: it lacks {', '.join(missing)}(). "
@@ -199,7 +202,12 @@ def _decorate(func: Any, options: Options) -> Any:
 
     wrapper.invalidate_cache = invalidate_cache
     wrapper.ainvalidate_cache = ainvalidate_cache
-    wrapper.cache_clear = state.clear
+
+    def cache_clear() -> int:
+        # Like functools.lru_cache: clearing also resets the statistics.
+        return state.clear(reset_stats=True)
+
+    wrapper.cache_clear = cache_clear
     wrapper.cache_info = state.info
     wrapper.cache_key = cache_key
     wrapper.check_health = state.health

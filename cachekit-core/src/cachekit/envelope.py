@@ -155,9 +155,7 @@ def read_header(blob: bytes) -> Header:
         pos += _SIG_SIZE
     if len(serializer_raw) != n or n == 0 or pos > len(blob):
         raise EnvelopeError("envelope truncated in header")
-    return Header(
-        version, flags, serializer_raw.decode("ascii", "replace"), key_id, signature, pos
-    )
+    return Header(version, flags, serializer_raw.decode("ascii", "replace"), key_id, signature, pos)
 
 
 def open_envelope(

@@ -60,7 +60,7 @@ class BackendSpec:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "backend")
-        if isinstance(self.schemes, str) or not self.schemes:
+        if not isinstance(self.schemes, tuple) or not self.schemes:
             raise TypeError(f"BackendSpec {self.name!r}: schemes must be a non-empty tuple")
         for scheme in self.schemes:
             _check_name(scheme, "URL scheme")
@@ -87,7 +87,7 @@ class SerializerSpec:
         _check_name(self.name, "serializer")
         if len(self.name) > 32 or not self.name.isascii():
             raise TypeError(f"serializer name {self.name!r} must be ASCII, at most 32 chars")
-        if isinstance(self.class_names, str):
+        if not isinstance(self.class_names, tuple):
             raise TypeError(f"SerializerSpec {self.name!r}: class_names must be a tuple")
         if self.class_names and self.load_class is None:
             raise TypeError(f"SerializerSpec {self.name!r}: class_names need load_class")
@@ -111,9 +111,11 @@ class EncryptorSpec:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not name or not name.replace("-", "").replace(
-        "+", ""
-    ).replace("_", "").replace(".", "").isalnum():
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("-", "").replace("+", "").replace("_", "").replace(".", "").isalnum()
+    ):
         raise TypeError(f"{what} name {name!r} must be a non-empty identifier-like string")
 
 

@@ -259,12 +259,15 @@ def _encode(obj: Any, out: list[bytes], path: str) -> None:
         _enc_len(b"k", _qualified(cls).encode(), out)
         _encode(hook(obj), out, f"{path}.__cache_key__()")
         return
+    import enum
+    from pathlib import PurePath
+
     if isinstance(obj, enum.Enum):
         _enc_len(b"e", _qualified(cls).encode(), out)
         _encode(obj.value, out, f"{path}.value")
         return
     if isinstance(obj, PurePath):
-        _enc_path(obj, out, path)
+        _enc_len(b"p", f"{type(obj).__name__}:{obj}".encode("utf-8", "surrogatepass"), out)
         return
     # Subclasses of the basic types (str enums excepted above, NamedTuples, ...):
     # encode as the base type, tagged with the subclass name so that they never

@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["health", "invalidate", "stats"]
 
 
-def invalidate(
-    *, namespace: str | None = None, tags: str | Iterable[str] | None = None
-) -> int:
+def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None = None) -> int:
     """Remove every entry of a namespace and/or of functions carrying any of ``tags``.
 
     L1 entries of matching functions in this process are dropped, and their L2

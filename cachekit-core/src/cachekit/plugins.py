@@ -54,8 +54,15 @@ _CORE_DIST = "cachekit-core"
 KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     **{
         ("backend", s): "cachekit-redis"
-        for s in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster",
-                  "redis+sentinel", "rediss+sentinel")
+        for s in (
+            "redis",
+            "rediss",
+            "unix",
+            "redis+cluster",
+            "rediss+cluster",
+            "redis+sentinel",
+            "rediss+sentinel",
+        )
     },
     ("serializer", "arrow"): "cachekit-arrow",
     ("serializer", "ArrowSerializer"): "cachekit-arrow",
@@ -175,7 +182,8 @@ class Registry:
                 for impl in caller.get_hookimpls():
                     if impl.plugin is not module:
                         continue
-                    records = list(impl.function() or ())
+                    produced: Any = impl.function()
+                    records: list[Any] = list(produced or ())
                     for r in records:
                         if not isinstance(r, kind):
                             raise TypeError(
@@ -193,7 +201,9 @@ class Registry:
                 if isinstance(r, BackendSpec):
                     for scheme in r.schemes:
                         self._claim(self.backends, scheme, r, info, "backend scheme")
-                    info.provides.append(f"backend {r.name} ({', '.join(s + '://' for s in r.schemes)})")
+                    info.provides.append(
+                        f"backend {r.name} ({', '.join(s + '://' for s in r.schemes)})"
+                    )
                 elif isinstance(r, SerializerSpec):
                     self._claim(self.serializers, r.name, r, info, "serializer")
                     for cls_name in r.class_names:
@@ -204,7 +214,9 @@ class Registry:
                     info.provides.append(f"encryptor {r.name}")
         self.plugins.append(info)
 
-    def _claim(self, table: dict[str, _Entry], key: str, spec: Any, info: PluginInfo, what: str) -> None:
+    def _claim(
+        self, table: dict[str, _Entry], key: str, spec: Any, info: PluginInfo, what: str
+    ) -> None:
         existing = table.get(key)
         if existing is None:
             table[key] = _Entry(spec, info)
@@ -234,7 +246,9 @@ class Registry:
             )
         return entry.spec
 
-    def not_found(self, kind: str, key: str, what: str, available: list[str]) -> PluginNotFoundError:
+    def not_found(
+        self, kind: str, key: str, what: str, available: list[str]
+    ) -> PluginNotFoundError:
         package = KNOWN_PROVIDERS.get((kind, key))
         broken = [p for p in self.plugins if p.error and package and p.distribution == package]
         if package and broken:
@@ -325,7 +339,10 @@ def encryptor_spec(name: str) -> EncryptorSpec:
 def serializer_class(class_name: str) -> type:
     """A serializer class by public name; AttributeError when the name is nobody's."""
     reg = registry()
-    if class_name not in reg.serializer_classes and ("serializer", class_name) not in KNOWN_PROVIDERS:
+    if (
+        class_name not in reg.serializer_classes
+        and ("serializer", class_name) not in KNOWN_PROVIDERS
+    ):
         raise AttributeError(f"module 'cachekit.serializers' has no attribute {class_name!r}")
     return reg.serializer_class(class_name)
 
@@ -338,5 +355,7 @@ def build(factory: Callable[..., _T], what: str, *args: Any, **options: Any) -> 
         raise
     except TypeError as exc:
         if options and "argument" in str(exc):
-            raise ConfigurationError(f"{what} rejected its options {sorted(options)}: {exc}") from exc
+            raise ConfigurationError(
+                f"{what} rejected its options {sorted(options)}: {exc}"
+            ) from exc
         raise

@@ -25,7 +25,6 @@ from cachekit.errors import DeserializationError, SerializationError
 
 __all__ = [
     "DEFAULT_SERIALIZER",
-    "ArrowSerializer",
     "DefaultSerializer",
     "MessagePackSerializer",
     "PickleSerializer",

@@ -44,7 +44,7 @@ def new_counters() -> list[int]:
     return [0] * NCOUNTERS
 
 
-_CacheInfoBase = namedtuple(  # noqa: PYI024 - typing.NamedTuple costs ~10 ms of import
+_CacheInfoBase = namedtuple(
     "_CacheInfoBase",
     "hits misses l1_hits l2_hits coalesced errors size maxsize bytes stores bypassed invalid",
 )
@@ -67,9 +67,7 @@ class CacheInfo(_CacheInfoBase):
         return self.hits / total if total else 0.0
 
     @classmethod
-    def from_counters(
-        cls, counts: list[int], size: int, maxsize: int, nbytes: int
-    ) -> CacheInfo:
+    def from_counters(cls, counts: list[int], size: int, maxsize: int, nbytes: int) -> CacheInfo:
         return cls(
             hits=counts[L1_HITS] + counts[L2_HITS] + counts[COALESCED],
             misses=counts[MISSES],

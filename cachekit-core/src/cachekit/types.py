@@ -10,15 +10,15 @@ from cachekit.stats import CacheInfo
 __all__ = ["CachedFunction"]
 
 P = ParamSpec("P")
-R_co = TypeVar("R_co", covariant=True)
+R = TypeVar("R")
 
 
-class CachedFunction(Protocol, Generic[P, R_co]):
+class CachedFunction(Protocol, Generic[P, R]):
     """A decorated function: the original signature plus cache controls."""
 
-    __wrapped__: Callable[P, R_co]
+    __wrapped__: Callable[P, R]
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
     def invalidate_cache(self, *args: Any, **kwargs: Any) -> int:
         """Remove one entry (L1 and L2); with no arguments, every entry of the function."""

@@ -119,7 +119,7 @@ class MemoryBackend:
                 del self._store.items[k]
         return len(doomed)
 
-    def ttl(self, key: str) -> float | None | Missing:
+    def ttl(self, key: str) -> float | Missing | None:
         """Seconds left, ``None`` for no expiry, MISSING when absent."""
         with self._store.lock:
             item = self._store.items.get(_check_key(key))
@@ -134,8 +134,12 @@ class MemoryBackend:
         return True
 
     def health(self) -> dict[str, Any]:
-        return {"backend": "memory", "endpoint": self.endpoint, "healthy": True,
-                "entries": len(self._store.items)}
+        return {
+            "backend": "memory",
+            "endpoint": self.endpoint,
+            "healthy": True,
+            "entries": len(self._store.items),
+        }
 
     def close(self) -> None:
         """Nothing to release; the store stays readable (like a connection pool)."""
@@ -177,7 +181,7 @@ class AsyncMemoryBackend:
     async def clear(self, prefix: str = "") -> int:
         return self.sync.clear(prefix)
 
-    async def ttl(self, key: str) -> float | None | Missing:
+    async def ttl(self, key: str) -> float | Missing | None:
         return self.sync.ttl(key)
 
     async def ping(self) -> bool:

@@ -1,0 +1,369 @@
+"""L2 behaviour through the Backend protocol: sharing, fail-open, unreadable entries."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import pickle
+
+import pytest
+
+from cachekit import cache
+from cachekit.breaker import BreakerConfig
+from cachekit.constants import MISSING
+from cachekit.errors import ConfigurationError, PluginNotFoundError
+from cachekit.serializers import PickleSerializer
+
+HEX_KEY = "ab" * 32
+
+
+class DictBackend:
+    """A shared-store stand-in: no CAP_TRUSTED, so it is treated like Redis."""
+
+    capabilities = frozenset()
+
+    def __init__(self, name="dict"):
+        self.endpoint = f"dict://{name}"
+        self.store: dict[str, bytes] = {}
+        self.calls: list[str] = []
+
+    def get(self, key):
+        self.calls.append("get")
+        return self.store.get(key, MISSING)
+
+    def set(self, key, value, ttl=None):
+        self.calls.append("set")
+        self.store[key] = value
+
+    def delete(self, key):
+        self.calls.append("delete")
+        return self.store.pop(key, None) is not None
+
+    def clear(self, prefix=""):
+        doomed = [k for k in self.store if k.startswith(prefix)]
+        for k in doomed:
+            del self.store[k]
+        return len(doomed)
+
+    def ping(self):
+        return True
+
+
+class BrokenBackend(DictBackend):
+    def __init__(self, name, exc=ConnectionError("connection refused")):
+        super().__init__(name)
+        self.exc = exc
+
+    def get(self, key):
+        self.calls.append("get")
+        raise self.exc
+
+    def set(self, key, value, ttl=None):
+        self.calls.append("set")
+        raise self.exc
+
+    def ping(self):
+        raise self.exc
+
+
+def twin_functions(backend, **options):
+    """Two separately decorated copies of one function: like two processes sharing L2."""
+    runs = []
+
+    def make():
+        @cache(backend=backend, **options)
+        def shared(x):
+            runs.append(x)
+            return {"x": x}
+
+        return shared
+
+    return make(), make(), runs
+
+
+def test_a_second_process_reads_what_the_first_stored():
+    first, second, runs = twin_functions(DictBackend("share"))
+    assert first(1) == {"x": 1}
+    assert second(1) == {"x": 1}
+    assert runs == [1]
+    assert second.cache_info().l2_hits == 1
+    assert second(1) == {"x": 1}
+    assert second.cache_info().l1_hits == 1
+
+
+def test_backend_keys_and_values_are_envelopes_without_raw_arguments():
+    backend = DictBackend("keys")
+    first, _, _ = twin_functions(backend, namespace="ns1")
+    first("secret-argument")
+    [(key, blob)] = backend.store.items()
+    assert key.startswith("cachekit:ns1:")
+    assert "secret-argument" not in key
+    assert blob[:2] == b"CK"
+
+
+def test_backend_down_fails_open_and_the_breaker_stops_io():
+    backend = BrokenBackend("down")
+    f, _, runs = twin_functions(backend, circuit_breaker=BreakerConfig(failure_threshold=3))
+    for i in range(10):
+        assert f(i) == {"x": i}
+    assert runs == list(range(10))
+    # 3 failures open the breaker; after that no I/O is attempted.
+    assert len(backend.calls) == 3
+    info = f.cache_info()
+    assert info.errors == 3
+    assert f(1) == {"x": 1}  # L1 still serves while the breaker is open
+    health = f.check_health()
+    assert health["status"] == "degraded"
+    assert health["backend"]["circuit_breaker"]["state"] == "open"
+
+
+def test_backend_errors_are_logged_once_not_per_call(caplog):
+    caplog.set_level(logging.DEBUG, logger="cachekit")
+    f, _, _ = twin_functions(
+        BrokenBackend("noisy", TimeoutError("timed out")),
+        circuit_breaker=False,
+    )
+    for i in range(20):
+        f(i)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "E010" in r.message]
+    assert len(warnings) == 1
+    assert f.cache_info().errors == 40
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\x00",
+        b"not an envelope at all",
+        b"CK\x01\x00" + b"\x00" * 20,
+        b"CK\x09\x00\x00\x00\x00\x00\x07msgpack\x81\xa1x\x01",
+        pickle.dumps({"x": 1}),
+    ],
+)
+def test_garbage_in_the_backend_is_a_miss_and_gets_overwritten(garbage):
+    backend = DictBackend("garbage")
+    f, g, runs = twin_functions(backend)
+    f(1)
+    key = f.cache_key(1)
+    backend.store[key] = garbage
+    assert g(1) == {"x": 1}
+    assert runs == [1, 1]
+    assert g.cache_info().invalid == 1
+    assert backend.store[key][:2] == b"CK"  # self-healed
+
+
+def test_an_entry_written_by_another_serializer_is_a_miss():
+    backend = DictBackend("other-ser")
+    f, _, runs = twin_functions(backend)
+    f(1)
+    key = f.cache_key(1)
+    from cachekit.envelope import seal
+
+    backend.store[key] = seal(pickle.dumps({"x": "evil"}), serializer="pickle", key=key)
+
+    reader, _, reader_runs = twin_functions(backend)
+    assert reader(1) == {"x": 1}
+    assert reader_runs == [1]
+    assert reader.cache_info().invalid == 1
+
+
+class Sentinel:
+    called = False
+
+
+def _poison():
+    Sentinel.called = True
+    return "poisoned"
+
+
+class Poison:
+    def __reduce__(self):
+        return (_poison, ())
+
+
+def test_unsigned_pickle_from_a_shared_backend_is_never_loaded(caplog):
+    backend = DictBackend("pickle-nokey")
+    runs = []
+
+    @cache(backend=backend, serializer=PickleSerializer())
+    def f(x):
+        runs.append(x)
+        return {"x": x}
+
+    caplog.set_level(logging.WARNING, logger="cachekit")
+    f(1)
+    f(1)
+    assert runs == [1]  # L1 works
+    assert backend.calls == []  # but nothing goes to (or comes from) the shared backend
+    assert any("signing key" in r.message for r in caplog.records)
+
+
+def test_signed_pickle_round_trips_and_tampering_is_a_miss(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_SIGNING_KEY", HEX_KEY)
+    backend = DictBackend("pickle-signed")
+    first, second, runs = twin_functions(backend, serializer=PickleSerializer())
+    first(1)
+    assert second(1) == {"x": 1}
+    assert runs == [1]
+    key = first.cache_key(1)
+    blob = bytearray(backend.store[key])
+    # Replace the payload by a poisoned pickle and fix the CRC like an attacker would.
+    from cachekit.envelope import read_header
+
+    header = read_header(bytes(blob))
+    body = bytes(blob[8 : header.payload_offset]) + pickle.dumps(Poison())
+    import zlib
+
+    forged = bytes(blob[:4]) + zlib.crc32(body).to_bytes(4, "big") + body
+    backend.store[key] = forged
+
+    third, _, third_runs = twin_functions(backend, serializer=PickleSerializer())
+    assert third(1) == {"x": 1}
+    assert third_runs == [1]
+    assert Sentinel.called is False
+    assert third.cache_info().invalid == 1
+
+
+def test_pickle_in_the_trusted_memory_backend_needs_no_key():
+    first, second, runs = twin_functions("memory://trusted-pickle", serializer=PickleSerializer())
+    first(1)
+    assert second(1) == {"x": 1}
+    assert runs == [1]
+
+
+def test_value_larger_than_max_value_size_is_returned_but_not_stored():
+    backend = DictBackend("big")
+    f, _, runs = twin_functions(backend, max_value_size=64)
+
+    @cache(backend=backend, max_value_size=64)
+    def big():
+        runs.append("big")
+        return "x" * 1000
+
+    assert big() == "x" * 1000
+    assert big() == "x" * 1000
+    assert runs == ["big", "big"]
+    assert backend.store == {}
+
+
+def test_invalidate_reaches_the_backend():
+    backend = DictBackend("inv")
+    first, second, runs = twin_functions(backend)
+    first(1)
+    first(2)
+    assert first.invalidate_cache(1) == 2  # L1 + L2
+    assert second(1) == {"x": 1}
+    assert runs == [1, 2, 1]
+    first.cache_clear()
+    assert backend.store == {}
+
+
+def test_async_function_with_sync_backend_runs_io_in_a_thread():
+    backend = DictBackend("async-thread")
+    runs = []
+
+    def make():
+        @cache(backend=backend)
+        async def f(x):
+            runs.append(x)
+            return [x]
+
+        return f
+
+    a, b = make(), make()
+
+    async def main():
+        return [await a(1), await b(1)]
+
+    assert asyncio.run(main()) == [[1], [1]]
+    assert runs == [1]
+    assert a.__cachekit__.plan.abackend_mode == "thread"
+
+
+def test_async_function_with_memory_url_uses_the_async_twin():
+    runs = []
+
+    def make():
+        @cache(backend="memory://async-twin")
+        async def f(x):
+            runs.append(x)
+            return [x]
+
+        return f
+
+    a, b = make(), make()
+
+    async def main():
+        r = [await a(1), await b(1)]
+        await b.ainvalidate_cache(1)
+        r.append(await a(1))  # a still has it in L1
+        return r
+
+    assert asyncio.run(main()) == [[1], [1], [1]]
+    assert runs == [1]
+
+
+def test_async_backend_on_a_sync_function_is_a_configuration_error():
+    from cachekit.backends.memory import AsyncMemoryBackend
+
+    @cache(backend=AsyncMemoryBackend())
+    def f():
+        return 1
+
+    with pytest.raises(ConfigurationError, match="asynchronous"):
+        f()
+
+
+def test_backend_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_BACKEND", "memory://from-env")
+
+    @cache()
+    def f():
+        return 1
+
+    f()
+    assert f.__cachekit__.plan.endpoint == "memory://from-env"
+
+
+def test_redis_url_without_the_plugin_degrades_to_l1(monkeypatch, caplog):
+    if importlib.util.find_spec("cachekit_redis") is not None:
+        pytest.fail("cachekit-redis is installed: this test must move to its suite")
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    caplog.set_level(logging.WARNING, logger="cachekit")
+
+    @cache()
+    def f():
+        return 1
+
+    assert f() == 1
+    assert f.__cachekit__.plan.endpoint is None
+    assert any("cachekit-redis" in r.message for r in caplog.records)
+
+
+def test_cachekit_redis_url_without_the_plugin_names_the_package(monkeypatch):
+    if importlib.util.find_spec("cachekit_redis") is not None:
+        pytest.fail("cachekit-redis is installed: this test must move to its suite")
+    monkeypatch.setenv("CACHEKIT_REDIS_URL", "redis://localhost:6379/0")
+
+    @cache()
+    def f():
+        return 1
+
+    with pytest.raises(PluginNotFoundError) as err:
+        f()
+    assert (
+        "backend scheme 'redis' is provided by cachekit-redis: pip install cachekit-redis"
+        in str(err.value)
+    )
+    assert err.value.code == "E041"
+
+
+def test_unknown_scheme_lists_what_is_available():
+    @cache(backend="nosuch://x")
+    def f():
+        return 1
+
+    with pytest.raises(PluginNotFoundError, match="memory"):
+        f()
