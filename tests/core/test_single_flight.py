@@ -231,3 +231,17 @@ def test_forked_child_starts_with_an_empty_l1():
     os.close(r)
     assert child == "2 1"  # the child recomputed: its L1 was empty
     assert runs == [1]
+
+
+def test_a_function_calling_itself_with_the_same_key_does_not_deadlock():
+    depth = []
+
+    @cache()
+    def recursive(x):
+        depth.append(x)
+        if len(depth) < 3:
+            return recursive(x) + 1
+        return 0
+
+    assert recursive(1) == 2
+    assert depth == [1, 1, 1]

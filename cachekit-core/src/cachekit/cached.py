@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from _thread import allocate_lock
+from _thread import allocate_lock, get_ident
 from collections import OrderedDict
 from time import monotonic
 
@@ -905,8 +905,13 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                 leader = fut is None
                 if leader:
                     fut = state.inflight[lkey] = _new_future()
+                    fut.owner = get_ident()
             if leader:
                 break
+            if fut.owner == get_ident():
+                # The function calls itself with the same arguments: waiting for
+                # ourselves would deadlock, so compute (and recurse) like plain Python.
+                return compute(plan, args, kwargs, lkey, bkey)[0]
             try:
                 stored, loads = fut.result()
             except _LeaderGone:
@@ -1062,6 +1067,7 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
                 leader = fut is None
                 if leader:
                     fut = state.inflight[lkey] = _new_future()
+                    fut.owner = None
             if leader:
                 break
             try:

@@ -1,0 +1,15 @@
+"""Each line marked ERR must be rejected by mypy (the signature survives decoration)."""
+
+from __future__ import annotations
+
+from cachekit import cache
+
+
+@cache(ttl=60)
+def get_user(user_id: int) -> dict[str, int]:
+    return {"id": user_id}
+
+
+get_user("not an int")  # ERR arg-type
+get_user(1, 2)  # ERR call-arg
+x: str = get_user(1)  # ERR assignment
