@@ -178,9 +178,16 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
+    # redis-py also accepts the password as a query argument: ?password=...
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***"
+        if "=" in item and item.split("=", 1)[0].lower() in ("password", "pass", "pwd")
+        else item
+        for item in parts.query.split("&")
+    )
     if parts.password is None and "@" not in parts.netloc:
-        return url
+        return url if query == parts.query else url.replace(f"?{parts.query}", f"?{query}", 1)
     host = parts.netloc.rsplit("@", 1)[-1]
     user = parts.username or ""
     netloc = f"{user}:***@{host}" if user else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
