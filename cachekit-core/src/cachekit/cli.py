@@ -355,9 +355,9 @@ def _validation_section(report: _Report) -> None:
                 "CACHEKIT_ENABLED is false: every cached function runs uncached (pass-through)",
             )
     try:
-        from cachekit.l1 import _max_bytes_from_env
+        from cachekit.l1 import max_bytes_from_env
 
-        l1_bytes = _max_bytes_from_env()
+        l1_bytes = max_bytes_from_env()
     except CachekitError as exc:
         report.fail("L1 budget", exc)
     else:

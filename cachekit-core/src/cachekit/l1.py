@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
     from typing import Any
 
-__all__ = ["IMMUTABLE_TYPES", "L1Budget", "L1Cache", "budget", "entry_size"]
+__all__ = ["IMMUTABLE_TYPES", "L1Budget", "L1Cache", "budget", "entry_size", "max_bytes_from_env"]
 
 #: Values of these exact types are kept as objects, not bytes: nobody can mutate them.
 IMMUTABLE_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -68,7 +68,7 @@ class L1Budget:
     @property
     def max_bytes(self) -> int:
         if self._max_bytes is None:
-            self._max_bytes = _max_bytes_from_env()
+            self._max_bytes = max_bytes_from_env()
         return self._max_bytes
 
     @max_bytes.setter
@@ -90,7 +90,7 @@ class L1Budget:
                 excess -= cache.evict_bytes(excess)
 
 
-def _max_bytes_from_env() -> int:
+def max_bytes_from_env() -> int:
     raw = os.environ.get("CACHEKIT_L1_MAX_SIZE_MB", "").strip()
     if not raw:
         return 100 * 1024 * 1024

@@ -156,7 +156,9 @@ class Registry:
         )
         if self.strict:
             raise PluginLoadError(message) from exc
-        log.warning("[E042] %s", message)
+        # One report, through the warnings machinery (visible by default, filterable,
+        # and routed to logging by logging.captureWarnings in services).
+        log.debug("[E042] %s", message)
         warnings.warn(f"[E042] {message}", RuntimeWarning, stacklevel=4)
 
     def _add(self, module: Any, name: str, target: str, dist: str, version: str) -> None:
@@ -166,6 +168,13 @@ class Registry:
                 raise ValueError(f"module {target} is already registered")
             self.pm.register(module, name=name)
         except Exception as exc:
+            self._failed(name, target, dist, version, exc)
+            return
+        try:
+            # A misspelled hook (cachekit_backend) would otherwise be ignored silently.
+            self.pm.check_pending()
+        except Exception as exc:
+            self.pm.unregister(module)
             self._failed(name, target, dist, version, exc)
             return
         kinds = {

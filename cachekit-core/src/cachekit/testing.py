@@ -1,0 +1,1182 @@
+"""Conformance suites for third-party backends, serializers and encryptors.
+
+Each suite is a plain class of ``test_*`` methods. Subclass it in your plugin's
+tests under a name pytest collects (``Test...``), say how to build the object
+under test, and every behaviour cachekit relies on is checked::
+
+    from cachekit.testing import BackendConformance
+
+    from cachekit_mybackend import MyBackend
+
+
+    class TestMyBackend(BackendConformance):
+        def make_backend(self):
+            return MyBackend("mybackend://localhost/0")
+
+The suites:
+
+* :class:`BackendConformance` -- :class:`cachekit.protocols.Backend`
+  (``make_backend``; optional ``close_backend``);
+* :class:`AsyncBackendConformance` -- :class:`cachekit.protocols.AsyncBackend`
+  (``make_backend`` may be ``async def``; each test runs its own event loop
+  with :func:`asyncio.run`, so no pytest-asyncio is needed);
+* :class:`SerializerConformance` -- :class:`cachekit.protocols.Serializer`
+  (``make_serializer``; declare what the serializer handles with
+  ``sample_values`` / ``unsupported_values``);
+* :class:`EncryptorConformance` -- :class:`cachekit.protocols.Encryptor`
+  (``make_encryptor``; optional ``make_other_encryptor`` holding another key).
+
+The module does not import pytest: failures are plain :class:`AssertionError`
+with a message that names the broken rule, and tests that do not apply (a
+capability the object does not declare) raise :class:`unittest.SkipTest`,
+which pytest and unittest both report as skipped. The classes work with
+``unittest.TestCase`` as a second base class too.
+
+Backend tests use keys under a fresh random prefix (``key_prefix`` followed by
+a random token) and remove them afterwards, so a suite can run against a shared
+server. Expiry is checked by polling against a generous deadline, never by
+timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import re
+import threading
+import time
+import unittest
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar, NoReturn
+
+from cachekit.constants import (
+    CAP_INVALIDATION,
+    CAP_LOCKING,
+    CAP_NONBLOCKING,
+    CAP_TRUSTED,
+    CAP_TTL,
+    MISSING,
+)
+from cachekit.errors import CachekitError, DecryptionError, DeserializationError, SerializationError
+from cachekit.protocols import AsyncBackend, Backend, Encryptor, Serializer
+
+__all__ = [
+    "KNOWN_CAPABILITIES",
+    "AsyncBackendConformance",
+    "BackendConformance",
+    "EncryptorConformance",
+    "SerializerConformance",
+]
+
+#: Every capability name a backend may declare in its ``capabilities`` frozenset.
+KNOWN_CAPABILITIES = frozenset(
+    {CAP_INVALIDATION, CAP_LOCKING, CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL}
+)
+
+# "scheme://user:password@host" -- credentials in what should be a public identifier.
+_USERINFO_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+
+
+# --- small assertion helpers (no pytest at import time) ---------------------------------
+
+
+def _fail(message: str) -> NoReturn:
+    raise AssertionError(message)
+
+
+def _check(condition: object, message: str) -> None:
+    if not condition:
+        _fail(message)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}...<{len(text)} chars>"
+
+
+@contextmanager
+def _raises(error: type[CachekitError], action: str) -> Iterator[None]:
+    """Expect ``error`` (checked by class and by its stable code) from the block."""
+    try:
+        yield
+    except error as exc:
+        _check(
+            getattr(exc, "code", None) == error.code,
+            f"{action}: raised {type(exc).__name__} with code {getattr(exc, 'code', None)!r}, "
+            f"expected {error.code}",
+        )
+        return
+    except Exception as exc:
+        _fail(
+            f"{action}: raised {type(exc).__name__}: {exc}; expected "
+            f"cachekit.errors.{error.__name__} ({error.code})"
+        )
+    _fail(f"{action}: returned normally; expected cachekit.errors.{error.__name__} ({error.code})")
+
+
+def _skip(reason: str) -> NoReturn:
+    raise unittest.SkipTest(reason)
+
+
+def _run_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(i)`` in ``count`` threads started together; re-raise the first failure."""
+    barrier = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    """Equal *and* of the same types, recursively (``True`` is not ``1``, a tuple not a list)."""
+    if type(expected) is not type(actual):
+        return False
+    if isinstance(expected, dict):
+        return expected.keys() == actual.keys() and all(
+            _same(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, (list, tuple)):
+        return len(expected) == len(actual) and all(map(_same, expected, actual))
+    return bool(expected == actual)
+
+
+# --- shared configuration of the two backend suites --------------------------------------
+
+
+class _BackendSettings:
+    #: Keys written by the suite start with this, followed by a random token per test.
+    key_prefix: ClassVar[str] = "cachekit-conformance:"
+    #: TTL, in seconds, of the entries that the expiry tests wait for.
+    short_ttl: ClassVar[float] = 0.1
+    #: TTL long enough never to run out during a test.
+    long_ttl: ClassVar[float] = 300.0
+    #: How long an entry with ``short_ttl`` may take to disappear before the test fails.
+    expiry_deadline: ClassVar[float] = 10.0
+    #: Pause between two reads while waiting for an entry to expire.
+    poll_interval: ClassVar[float] = 0.02
+    #: Size of the value in :meth:`test_large_value_round_trips`.
+    large_value_size: ClassVar[int] = 1024 * 1024
+    #: A secret the backend under test was configured with (a password in its URL,
+    #: say). When set, the suite checks it appears in neither ``endpoint``,
+    #: ``repr(backend)`` nor ``health()``.
+    secret: ClassVar[str | None] = None
+    #: Concurrent workers in the concurrency smoke test.
+    concurrency: ClassVar[int] = 8
+
+    def sample_values(self) -> list[bytes]:
+        """Byte strings every backend must store and return unchanged."""
+        return [
+            b"",
+            b"\x00",
+            b"plain ascii",
+            "ünïcødé ✓".encode(),
+            bytes(range(256)),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n",  # looks like a Redis command
+            b"\xff" * 1000,
+        ]
+
+    def sample_keys(self) -> list[str]:
+        """Key shapes cachekit produces (appended to the per-test prefix)."""
+        digest = "0123456789abcdef" * 4
+        return [
+            "k",
+            f"cachekit:users:app.models.load_user:{digest}",
+            f"cachekit:tests.test_app.test_fn.<locals>.inner:{digest}",
+            f"cachekit:café.überfunc:{digest}",
+            "a:b",
+            "a:b:",
+            "a" * 200,
+        ]
+
+    def _namespace(self) -> str:
+        return f"{self.key_prefix}{uuid.uuid4().hex[:16]}:"
+
+
+def _check_endpoint(backend: Any, secret: str | None) -> None:
+    endpoint = getattr(backend, "endpoint", None)
+    _check(
+        isinstance(endpoint, str) and endpoint,
+        f"backend.endpoint must be a non-empty str, got {endpoint!r}",
+    )
+    assert isinstance(endpoint, str)
+    _check(
+        not _USERINFO_WITH_PASSWORD.search(endpoint),
+        f"backend.endpoint {endpoint!r} contains credentials; redact the password",
+    )
+    if secret:
+        _check(secret not in endpoint, "backend.endpoint contains the configured secret")
+        _check(secret not in repr(backend), "repr(backend) contains the configured secret")
+
+
+def _check_capabilities(backend: Any) -> frozenset[str]:
+    caps = getattr(backend, "capabilities", None)
+    if caps is None:
+        return frozenset()
+    _check(
+        isinstance(caps, frozenset),
+        f"backend.capabilities must be a frozenset, got {type(caps).__name__}",
+    )
+    unknown = set(caps) - KNOWN_CAPABILITIES
+    _check(
+        not unknown,
+        f"backend.capabilities has unknown names {sorted(unknown)}; "
+        f"known: {sorted(KNOWN_CAPABILITIES)}",
+    )
+    return frozenset(caps)
+
+
+def _check_health(report: Any, secret: str | None) -> None:
+    _check(isinstance(report, dict), f"health() must return a dict, got {type(report).__name__}")
+    _check(
+        all(isinstance(k, str) for k in report),
+        f"health() keys must be str, got {sorted(map(repr, report))}",
+    )
+    try:
+        text = json.dumps(report)
+    except (TypeError, ValueError) as exc:
+        _fail(f"health() must be JSON-serializable (it feeds HTTP health endpoints): {exc}")
+    if secret:
+        _check(secret not in text, "health() contains the configured secret")
+
+
+def _check_got(got: Any, expected: bytes, what: str) -> None:
+    if got is MISSING:
+        _fail(f"{what}: got MISSING, expected {_short(expected)}")
+    _check(isinstance(got, bytes), f"{what}: got {type(got).__name__}, expected bytes")
+    _check(got == expected, f"{what}: got {_short(got)}, expected {_short(expected)}")
+
+
+def _check_missing(got: Any, what: str) -> None:
+    if got is None:
+        _fail(f"{what}: got None; a miss must be cachekit.protocols.MISSING, never None")
+    _check(got is MISSING, f"{what}: got {_short(got)}, expected MISSING")
+
+
+# --- BackendConformance ---------------------------------------------------------------
+
+
+class BackendConformance(_BackendSettings):
+    """Checks a synchronous :class:`~cachekit.protocols.Backend`.
+
+    Implement :meth:`make_backend`; override :meth:`close_backend` when closing
+    takes more than ``backend.close()``. Example::
+
+        from cachekit.backends.memory import MemoryBackend
+        from cachekit.testing import BackendConformance
+
+        class TestMemoryBackend(BackendConformance):
+            def make_backend(self):
+                return MemoryBackend()
+
+    Class attributes tune the suite: ``short_ttl``, ``expiry_deadline``,
+    ``large_value_size``, ``secret`` (a password the backend must never show),
+    ``key_prefix``; ``sample_values()`` and ``sample_keys()`` can be extended.
+    """
+
+    def make_backend(self) -> Backend:
+        """Return a new, connected backend (called once per test)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_backend()")
+
+    def close_backend(self, backend: Backend) -> None:
+        """Release ``backend`` after a test (default: ``backend.close()``)."""
+        backend.close()
+
+    @contextmanager
+    def _opened(self) -> Iterator[tuple[Backend, str]]:
+        backend = self.make_backend()
+        ns = self._namespace()
+        try:
+            yield backend, ns
+        finally:
+            with suppress(Exception):  # best effort: the keys sit under a random prefix
+                backend.clear(ns)
+            self.close_backend(backend)
+
+    def _wait_until_missing(self, backend: Backend, key: str) -> None:
+        deadline = time.monotonic() + self.expiry_deadline
+        while backend.get(key) is not MISSING:
+            if time.monotonic() > deadline:
+                _fail(
+                    f"an entry set with ttl={self.short_ttl} was still readable after "
+                    f"{self.expiry_deadline}s"
+                )
+            time.sleep(self.poll_interval)
+
+    # -- shape --------------------------------------------------------------------
+
+    def test_satisfies_the_backend_protocol(self) -> None:
+        with self._opened() as (b, _):
+            _check(isinstance(b, Backend), f"{b!r} lacks methods of cachekit.protocols.Backend")
+            for name in ("get", "set", "delete", "get_many", "set_many", "clear", "ping"):
+                _check(
+                    not inspect.iscoroutinefunction(getattr(b, name)),
+                    f"{name}() is a coroutine function: test an async backend with "
+                    "AsyncBackendConformance",
+                )
+
+    def test_endpoint_is_a_string_without_credentials(self) -> None:
+        with self._opened() as (b, _):
+            _check_endpoint(b, self.secret)
+
+    def test_capabilities_are_a_frozenset_of_known_names(self) -> None:
+        with self._opened() as (b, _):
+            _check_capabilities(b)
+
+    def test_ping_returns_true(self) -> None:
+        with self._opened() as (b, _):
+            result = b.ping()
+            _check(result is True, f"ping() on a working backend must return True, got {result!r}")
+
+    def test_health_returns_a_json_ready_dict(self) -> None:
+        with self._opened() as (b, _):
+            _check_health(b.health(), self.secret)
+
+    # -- get / set / delete -------------------------------------------------------
+
+    def test_absent_key_reads_as_missing(self) -> None:
+        with self._opened() as (b, ns):
+            _check_missing(b.get(ns + "absent"), "get() of a key never set")
+
+    def test_values_round_trip_unchanged(self) -> None:
+        with self._opened() as (b, ns):
+            values = self.sample_values()
+            for i, value in enumerate(values):
+                b.set(f"{ns}v{i}", value)
+            for i, value in enumerate(values):
+                _check_got(b.get(f"{ns}v{i}"), value, f"get() after set({_short(value, 30)})")
+
+    def test_empty_bytes_are_a_value_not_a_miss(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "empty", b"")
+            _check_got(b.get(ns + "empty"), b"", "get() of a key set to b''")
+
+    def test_large_value_round_trips(self) -> None:
+        value = os.urandom(self.large_value_size)
+        with self._opened() as (b, ns):
+            b.set(ns + "large", value)
+            _check_got(b.get(ns + "large"), value, f"get() of a {len(value)}-byte value")
+
+    def test_key_shapes_are_stored_apart(self) -> None:
+        with self._opened() as (b, ns):
+            keys = self.sample_keys()
+            for i, key in enumerate(keys):
+                b.set(ns + key, f"value {i}".encode())
+            for i, key in enumerate(keys):
+                _check_got(b.get(ns + key), f"value {i}".encode(), f"get({key!r})")
+
+    def test_set_overwrites_the_previous_value(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"first")
+            b.set(ns + "k", b"second")
+            _check_got(b.get(ns + "k"), b"second", "get() after two set()")
+
+    def test_delete_reports_whether_the_key_existed(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"v")
+            b.set(ns + "other", b"v")
+            _check(b.delete(ns + "k") is True, "delete() of a present key must return True")
+            _check_missing(b.get(ns + "k"), "get() after delete()")
+            _check(b.delete(ns + "k") is False, "a second delete() must return False")
+            _check(b.delete(ns + "never") is False, "delete() of an absent key must return False")
+            _check_got(b.get(ns + "other"), b"v", "a key next to the deleted one")
+
+    # -- many ---------------------------------------------------------------------
+
+    def test_get_many_keeps_order_and_marks_misses(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "a", b"A")
+            b.set(ns + "c", b"")
+            got = b.get_many([ns + "a", ns + "b", ns + "c", ns + "a"])
+            _check(
+                isinstance(got, list), f"get_many() must return a list, got {type(got).__name__}"
+            )
+            _check(len(got) == 4, f"get_many() of 4 keys returned {len(got)} items")
+            _check_got(got[0], b"A", "get_many()[0]")
+            _check_missing(got[1], "get_many()[1] (absent key)")
+            _check_got(got[2], b"", "get_many()[2] (empty value)")
+            _check_got(got[3], b"A", "get_many()[3] (repeated key)")
+
+    def test_get_many_of_no_keys_is_an_empty_list(self) -> None:
+        with self._opened() as (b, _):
+            got = b.get_many([])
+            _check(got == [], f"get_many([]) must return [], got {got!r}")
+
+    def test_set_many_stores_every_item(self) -> None:
+        with self._opened() as (b, ns):
+            items = {f"{ns}m{i}": v for i, v in enumerate(self.sample_values())}
+            b.set_many(items)
+            b.set_many({})
+            for key, value in items.items():
+                _check_got(b.get(key), value, f"get({key!r}) after set_many()")
+
+    def test_delete_many_counts_the_keys_it_removed(self) -> None:
+        with self._opened() as (b, ns):
+            b.set_many({ns + "a": b"1", ns + "b": b"2", ns + "keep": b"3"})
+            removed = b.delete_many([ns + "a", ns + "b", ns + "absent"])
+            _check(removed == 2, f"delete_many() of 2 present + 1 absent keys returned {removed!r}")
+            _check_missing(b.get(ns + "a"), "get() after delete_many()")
+            _check_got(b.get(ns + "keep"), b"3", "a key delete_many() was not given")
+            none = b.delete_many([])
+            _check(none == 0, f"delete_many([]) must return 0, got {none!r}")
+
+    # -- clear --------------------------------------------------------------------
+
+    def test_clear_removes_only_keys_with_the_prefix(self) -> None:
+        with self._opened() as (b, ns):
+            b.set_many({ns + "users:1": b"a", ns + "users:2": b"b", ns + "users:3": b"c"})
+            b.set_many({ns + "orders:1": b"d", ns + "user": b"e", ns + "xusers:1": b"f"})
+            removed = b.clear(ns + "users:")
+            _check(removed == 3, f"clear() of a prefix holding 3 keys returned {removed!r}")
+            for key in ("users:1", "users:2", "users:3"):
+                _check_missing(b.get(ns + key), f"get({key!r}) after clear('users:')")
+            for key, value in (("orders:1", b"d"), ("user", b"e"), ("xusers:1", b"f")):
+                _check_got(b.get(ns + key), value, f"get({key!r}) after clear('users:')")
+
+    def test_clear_of_an_unused_prefix_removes_nothing(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"v")
+            removed = b.clear(ns + "nothing-here:")
+            _check(removed == 0, f"clear() of an unused prefix returned {removed!r}")
+            _check_got(b.get(ns + "k"), b"v", "get() after clearing another prefix")
+
+    # -- expiry -------------------------------------------------------------------
+
+    def test_value_with_a_ttl_is_readable_before_it_expires(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"v", ttl=self.long_ttl)
+            _check_got(b.get(ns + "k"), b"v", f"get() right after set(ttl={self.long_ttl})")
+
+    def test_value_expires_after_its_ttl(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"v", ttl=self.short_ttl)
+            self._wait_until_missing(b, ns + "k")
+
+    def test_set_many_applies_the_ttl_to_every_item(self) -> None:
+        with self._opened() as (b, ns):
+            b.set_many({ns + "a": b"1", ns + "b": b"2"}, ttl=self.short_ttl)
+            self._wait_until_missing(b, ns + "a")
+            self._wait_until_missing(b, ns + "b")
+
+    def test_value_without_ttl_outlives_a_short_ttl(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "forever", b"v", ttl=None)
+            b.set(ns + "brief", b"v", ttl=self.short_ttl)
+            self._wait_until_missing(b, ns + "brief")
+            _check_got(b.get(ns + "forever"), b"v", "get() of a ttl=None entry")
+
+    def test_overwrite_without_ttl_drops_the_old_expiry(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"old", ttl=self.short_ttl)
+            b.set(ns + "k", b"new")
+            b.set(ns + "marker", b"v", ttl=self.short_ttl)
+            self._wait_until_missing(b, ns + "marker")
+            _check_got(b.get(ns + "k"), b"new", "an entry overwritten with ttl=None")
+
+    def test_delete_of_an_expired_key_returns_false(self) -> None:
+        with self._opened() as (b, ns):
+            b.set(ns + "k", b"v", ttl=self.short_ttl)
+            self._wait_until_missing(b, ns + "k")
+            _check(b.delete(ns + "k") is False, "delete() of an expired key must return False")
+
+    def test_ttl_inspection_when_declared(self) -> None:
+        with self._opened() as (b, ns):
+            if CAP_TTL not in _check_capabilities(b):
+                _skip("backend does not declare the 'ttl' capability")
+            ttl = getattr(b, "ttl", None)
+            _check(callable(ttl), "backend declares 'ttl' but has no ttl(key) method")
+            assert ttl is not None
+            b.set(ns + "forever", b"v")
+            b.set(ns + "timed", b"v", ttl=self.long_ttl)
+            _check_missing(ttl(ns + "absent"), "ttl() of an absent key")
+            forever = ttl(ns + "forever")
+            _check(forever is None, f"ttl() of a ttl=None entry must be None, got {forever!r}")
+            left = ttl(ns + "timed")
+            _check(
+                isinstance(left, (int, float)) and 0 < left <= self.long_ttl,
+                f"ttl() of an entry set with ttl={self.long_ttl} returned {left!r}",
+            )
+
+    # -- robustness ---------------------------------------------------------------
+
+    def test_concurrent_writers_lose_nothing(self) -> None:
+        with self._opened() as (b, ns):
+
+            def work(worker: int) -> None:
+                for i in range(25):
+                    b.set(f"{ns}{worker}:{i}", f"{worker}/{i}".encode())
+                    _check_got(b.get(f"{ns}{worker}:{i}"), f"{worker}/{i}".encode(), "own write")
+
+            _run_threads(self.concurrency, work)
+            for worker in range(self.concurrency):
+                got = b.get_many([f"{ns}{worker}:{i}" for i in range(25)])
+                for i, value in enumerate(got):
+                    _check_got(value, f"{worker}/{i}".encode(), f"write {i} of thread {worker}")
+
+    def test_close_can_be_called_twice(self) -> None:
+        backend = self.make_backend()
+        backend.close()
+        self.close_backend(backend)
+
+
+# --- AsyncBackendConformance ----------------------------------------------------------
+
+
+class AsyncBackendConformance(_BackendSettings):
+    """Checks an :class:`~cachekit.protocols.AsyncBackend`: the same rules as the sync suite.
+
+    ``make_backend`` runs inside the test's event loop and may be ``async def``
+    (clients that bind to a loop are created there). Example::
+
+        from cachekit.backends.memory import AsyncMemoryBackend
+        from cachekit.testing import AsyncBackendConformance
+
+        class TestAsyncMemoryBackend(AsyncBackendConformance):
+            def make_backend(self):
+                return AsyncMemoryBackend()
+    """
+
+    def make_backend(self) -> AsyncBackend | Awaitable[AsyncBackend]:
+        """Return a new backend, or a coroutine producing one (called once per test)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_backend()")
+
+    async def close_backend(self, backend: AsyncBackend) -> None:
+        """Release ``backend`` after a test (default: ``await backend.close()``)."""
+        await backend.close()
+
+    async def _make(self) -> AsyncBackend:
+        made = self.make_backend()
+        backend = await made if inspect.isawaitable(made) else made
+        _check(
+            inspect.iscoroutinefunction(getattr(backend, "get", None)),
+            f"make_backend() returned {backend!r}, whose get() is not async: "
+            "use BackendConformance for a synchronous backend",
+        )
+        return backend
+
+    def _run(self, body: Callable[[AsyncBackend, str], Awaitable[None]]) -> None:
+        async def main() -> None:
+            backend = await self._make()
+            ns = self._namespace()
+            try:
+                await body(backend, ns)
+            finally:
+                with suppress(Exception):  # best effort: the keys sit under a random prefix
+                    await backend.clear(ns)
+                await self.close_backend(backend)
+
+        asyncio.run(main())
+
+    async def _wait_until_missing(self, backend: AsyncBackend, key: str) -> None:
+        deadline = time.monotonic() + self.expiry_deadline
+        while await backend.get(key) is not MISSING:
+            if time.monotonic() > deadline:
+                _fail(
+                    f"an entry set with ttl={self.short_ttl} was still readable after "
+                    f"{self.expiry_deadline}s"
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    # -- shape --------------------------------------------------------------------
+
+    def test_satisfies_the_async_backend_protocol(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            _check(
+                isinstance(b, AsyncBackend),
+                f"{b!r} lacks methods of cachekit.protocols.AsyncBackend",
+            )
+            for name in (
+                "get",
+                "set",
+                "delete",
+                "get_many",
+                "set_many",
+                "delete_many",
+                "clear",
+                "ping",
+                "health",
+                "close",
+            ):
+                _check(
+                    inspect.iscoroutinefunction(getattr(b, name)),
+                    f"{name}() must be a coroutine function (async def)",
+                )
+
+        self._run(body)
+
+    def test_endpoint_is_a_string_without_credentials(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            _check_endpoint(b, self.secret)
+
+        self._run(body)
+
+    def test_capabilities_are_a_frozenset_of_known_names(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            _check_capabilities(b)
+
+        self._run(body)
+
+    def test_ping_returns_true(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            result = await b.ping()
+            _check(result is True, f"ping() on a working backend must return True, got {result!r}")
+
+        self._run(body)
+
+    def test_health_returns_a_json_ready_dict(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            _check_health(await b.health(), self.secret)
+
+        self._run(body)
+
+    # -- get / set / delete -------------------------------------------------------
+
+    def test_absent_key_reads_as_missing(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            _check_missing(await b.get(ns + "absent"), "get() of a key never set")
+
+        self._run(body)
+
+    def test_values_round_trip_unchanged(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            values = self.sample_values()
+            for i, value in enumerate(values):
+                await b.set(f"{ns}v{i}", value)
+            for i, value in enumerate(values):
+                _check_got(await b.get(f"{ns}v{i}"), value, f"get() after set({_short(value, 30)})")
+
+        self._run(body)
+
+    def test_empty_bytes_are_a_value_not_a_miss(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "empty", b"")
+            _check_got(await b.get(ns + "empty"), b"", "get() of a key set to b''")
+
+        self._run(body)
+
+    def test_large_value_round_trips(self) -> None:
+        value = os.urandom(self.large_value_size)
+
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "large", value)
+            _check_got(await b.get(ns + "large"), value, f"get() of a {len(value)}-byte value")
+
+        self._run(body)
+
+    def test_key_shapes_are_stored_apart(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            keys = self.sample_keys()
+            for i, key in enumerate(keys):
+                await b.set(ns + key, f"value {i}".encode())
+            for i, key in enumerate(keys):
+                _check_got(await b.get(ns + key), f"value {i}".encode(), f"get({key!r})")
+
+        self._run(body)
+
+    def test_set_overwrites_the_previous_value(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"first")
+            await b.set(ns + "k", b"second")
+            _check_got(await b.get(ns + "k"), b"second", "get() after two set()")
+
+        self._run(body)
+
+    def test_delete_reports_whether_the_key_existed(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"v")
+            await b.set(ns + "other", b"v")
+            _check(await b.delete(ns + "k") is True, "delete() of a present key must return True")
+            _check_missing(await b.get(ns + "k"), "get() after delete()")
+            _check(await b.delete(ns + "k") is False, "a second delete() must return False")
+            _check(
+                await b.delete(ns + "never") is False, "delete() of an absent key must return False"
+            )
+            _check_got(await b.get(ns + "other"), b"v", "a key next to the deleted one")
+
+        self._run(body)
+
+    # -- many ---------------------------------------------------------------------
+
+    def test_get_many_keeps_order_and_marks_misses(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "a", b"A")
+            await b.set(ns + "c", b"")
+            got = await b.get_many([ns + "a", ns + "b", ns + "c", ns + "a"])
+            _check(
+                isinstance(got, list), f"get_many() must return a list, got {type(got).__name__}"
+            )
+            _check(len(got) == 4, f"get_many() of 4 keys returned {len(got)} items")
+            _check_got(got[0], b"A", "get_many()[0]")
+            _check_missing(got[1], "get_many()[1] (absent key)")
+            _check_got(got[2], b"", "get_many()[2] (empty value)")
+            _check_got(got[3], b"A", "get_many()[3] (repeated key)")
+
+        self._run(body)
+
+    def test_get_many_of_no_keys_is_an_empty_list(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            got = await b.get_many([])
+            _check(got == [], f"get_many([]) must return [], got {got!r}")
+
+        self._run(body)
+
+    def test_set_many_stores_every_item(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            items = {f"{ns}m{i}": v for i, v in enumerate(self.sample_values())}
+            await b.set_many(items)
+            await b.set_many({})
+            for key, value in items.items():
+                _check_got(await b.get(key), value, f"get({key!r}) after set_many()")
+
+        self._run(body)
+
+    def test_delete_many_counts_the_keys_it_removed(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set_many({ns + "a": b"1", ns + "b": b"2", ns + "keep": b"3"})
+            removed = await b.delete_many([ns + "a", ns + "b", ns + "absent"])
+            _check(removed == 2, f"delete_many() of 2 present + 1 absent keys returned {removed!r}")
+            _check_missing(await b.get(ns + "a"), "get() after delete_many()")
+            _check_got(await b.get(ns + "keep"), b"3", "a key delete_many() was not given")
+            none = await b.delete_many([])
+            _check(none == 0, f"delete_many([]) must return 0, got {none!r}")
+
+        self._run(body)
+
+    # -- clear --------------------------------------------------------------------
+
+    def test_clear_removes_only_keys_with_the_prefix(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set_many({ns + "users:1": b"a", ns + "users:2": b"b", ns + "users:3": b"c"})
+            await b.set_many({ns + "orders:1": b"d", ns + "user": b"e", ns + "xusers:1": b"f"})
+            removed = await b.clear(ns + "users:")
+            _check(removed == 3, f"clear() of a prefix holding 3 keys returned {removed!r}")
+            for key in ("users:1", "users:2", "users:3"):
+                _check_missing(await b.get(ns + key), f"get({key!r}) after clear('users:')")
+            for key, value in (("orders:1", b"d"), ("user", b"e"), ("xusers:1", b"f")):
+                _check_got(await b.get(ns + key), value, f"get({key!r}) after clear('users:')")
+
+        self._run(body)
+
+    def test_clear_of_an_unused_prefix_removes_nothing(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"v")
+            removed = await b.clear(ns + "nothing-here:")
+            _check(removed == 0, f"clear() of an unused prefix returned {removed!r}")
+            _check_got(await b.get(ns + "k"), b"v", "get() after clearing another prefix")
+
+        self._run(body)
+
+    # -- expiry -------------------------------------------------------------------
+
+    def test_value_with_a_ttl_is_readable_before_it_expires(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"v", ttl=self.long_ttl)
+            _check_got(await b.get(ns + "k"), b"v", f"get() right after set(ttl={self.long_ttl})")
+
+        self._run(body)
+
+    def test_value_expires_after_its_ttl(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"v", ttl=self.short_ttl)
+            await self._wait_until_missing(b, ns + "k")
+
+        self._run(body)
+
+    def test_set_many_applies_the_ttl_to_every_item(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set_many({ns + "a": b"1", ns + "b": b"2"}, ttl=self.short_ttl)
+            await self._wait_until_missing(b, ns + "a")
+            await self._wait_until_missing(b, ns + "b")
+
+        self._run(body)
+
+    def test_value_without_ttl_outlives_a_short_ttl(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "forever", b"v", ttl=None)
+            await b.set(ns + "brief", b"v", ttl=self.short_ttl)
+            await self._wait_until_missing(b, ns + "brief")
+            _check_got(await b.get(ns + "forever"), b"v", "get() of a ttl=None entry")
+
+        self._run(body)
+
+    def test_overwrite_without_ttl_drops_the_old_expiry(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"old", ttl=self.short_ttl)
+            await b.set(ns + "k", b"new")
+            await b.set(ns + "marker", b"v", ttl=self.short_ttl)
+            await self._wait_until_missing(b, ns + "marker")
+            _check_got(await b.get(ns + "k"), b"new", "an entry overwritten with ttl=None")
+
+        self._run(body)
+
+    def test_delete_of_an_expired_key_returns_false(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            await b.set(ns + "k", b"v", ttl=self.short_ttl)
+            await self._wait_until_missing(b, ns + "k")
+            _check(
+                await b.delete(ns + "k") is False, "delete() of an expired key must return False"
+            )
+
+        self._run(body)
+
+    def test_ttl_inspection_when_declared(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_TTL not in _check_capabilities(b):
+                _skip("backend does not declare the 'ttl' capability")
+            ttl = getattr(b, "ttl", None)
+            _check(
+                inspect.iscoroutinefunction(ttl),
+                "backend declares 'ttl' but has no async ttl(key) method",
+            )
+            assert ttl is not None
+            await b.set(ns + "forever", b"v")
+            await b.set(ns + "timed", b"v", ttl=self.long_ttl)
+            _check_missing(await ttl(ns + "absent"), "ttl() of an absent key")
+            forever = await ttl(ns + "forever")
+            _check(forever is None, f"ttl() of a ttl=None entry must be None, got {forever!r}")
+            left = await ttl(ns + "timed")
+            _check(
+                isinstance(left, (int, float)) and 0 < left <= self.long_ttl,
+                f"ttl() of an entry set with ttl={self.long_ttl} returned {left!r}",
+            )
+
+        self._run(body)
+
+    # -- robustness ---------------------------------------------------------------
+
+    def test_concurrent_writers_lose_nothing(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            async def work(worker: int) -> None:
+                for i in range(25):
+                    await b.set(f"{ns}{worker}:{i}", f"{worker}/{i}".encode())
+                    got = await b.get(f"{ns}{worker}:{i}")
+                    _check_got(got, f"{worker}/{i}".encode(), "own write")
+
+            await asyncio.gather(*(work(w) for w in range(self.concurrency)))
+            for worker in range(self.concurrency):
+                got = await b.get_many([f"{ns}{worker}:{i}" for i in range(25)])
+                for i, value in enumerate(got):
+                    _check_got(value, f"{worker}/{i}".encode(), f"write {i} of task {worker}")
+
+        self._run(body)
+
+    def test_close_can_be_called_twice(self) -> None:
+        async def main() -> None:
+            backend = await self._make()
+            await backend.close()
+            await self.close_backend(backend)
+
+        asyncio.run(main())
+
+
+# --- SerializerConformance ------------------------------------------------------------
+
+
+class SerializerConformance:
+    """Checks a :class:`~cachekit.protocols.Serializer`.
+
+    Implement :meth:`make_serializer`; extend :meth:`sample_values` with what the
+    serializer claims to handle and :meth:`unsupported_values` with what it must
+    refuse. Example::
+
+        import datetime
+        from cachekit.serializers import MessagePackSerializer
+        from cachekit.testing import SerializerConformance
+
+        class TestMessagePack(SerializerConformance):
+            def make_serializer(self):
+                return MessagePackSerializer()
+
+            def sample_values(self):
+                return [*super().sample_values(), b"raw bytes"]
+
+            def unsupported_values(self):
+                return [datetime.date(2024, 1, 1), {1, 2}]
+
+    ``detects_garbage = False`` declares a format that cannot tell every corrupt
+    input from a valid one (JSON reads a truncated ``12345`` as ``1234``): such a
+    serializer may return a value for garbage, but must never raise anything other
+    than DeserializationError (E005).
+    """
+
+    #: True: every input from :meth:`garbage_inputs` raises DeserializationError.
+    detects_garbage: ClassVar[bool] = True
+    #: Threads in the thread-safety smoke test.
+    concurrency: ClassVar[int] = 8
+
+    def make_serializer(self) -> Serializer:
+        """Return the serializer under test."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_serializer()")
+
+    def sample_values(self) -> list[Any]:
+        """Values that must come back equal and of the same type (JSON-like by default)."""
+        return [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            2**53,
+            1.5,
+            -0.25,
+            "",
+            "text",
+            "ünïcødé ✓ \x00 \n",
+            [],
+            [1, "a", None, [2.5, [False]]],
+            {},
+            {"id": 42, "name": "Ada", "tags": ["x", "y"], "nested": {"ok": True, "none": None}},
+        ]
+
+    def unsupported_values(self) -> list[Any]:
+        """Values ``serialize`` must refuse with SerializationError (E004). Default: none."""
+        return []
+
+    def garbage_inputs(self) -> list[bytes]:
+        """Bytes that are not a valid payload; truncated sample payloads are added to these."""
+        return [b"", b"\xc1", b"\xff" * 16, b"\x00\xff\x00garbage\xfe", b"\x80\x05\x95"]
+
+    def assert_round_trip(self, original: Any, restored: Any) -> None:
+        """Fail unless ``restored`` equals ``original`` with the same types, recursively.
+
+        Override for values whose ``==`` does not return a bool (data frames, arrays).
+        """
+        _check(
+            _same(original, restored),
+            f"round trip changed the value: {_short(original)} came back as {_short(restored)}",
+        )
+
+    def _round_trip(self, ser: Serializer, value: Any, reader: Serializer | None = None) -> None:
+        data = ser.serialize(value)
+        _check(
+            isinstance(data, bytes),
+            f"serialize({_short(value, 40)}) returned {type(data).__name__}, expected bytes",
+        )
+        self.assert_round_trip(value, (reader or ser).deserialize(data))
+
+    def test_satisfies_the_serializer_protocol(self) -> None:
+        ser = self.make_serializer()
+        _check(isinstance(ser, Serializer), f"{ser!r} lacks name/serialize/deserialize")
+
+    def test_name_is_a_short_ascii_id(self) -> None:
+        name = self.make_serializer().name
+        _check(isinstance(name, str), f"name must be a str, got {type(name).__name__}")
+        _check(
+            0 < len(name) <= 32 and name.isascii() and name.isprintable() and " " not in name,
+            f"name {name!r} must be 1-32 printable ASCII characters without spaces "
+            "(it is written into every stored envelope)",
+        )
+
+    def test_name_is_the_same_for_every_instance(self) -> None:
+        first, second = self.make_serializer().name, self.make_serializer().name
+        _check(first == second, f"two instances are named {first!r} and {second!r}")
+
+    def test_requires_authentication_is_a_bool_when_declared(self) -> None:
+        flag = getattr(self.make_serializer(), "requires_authentication", False)
+        _check(isinstance(flag, bool), f"requires_authentication must be a bool, got {flag!r}")
+
+    def test_sample_values_round_trip(self) -> None:
+        ser = self.make_serializer()
+        for value in self.sample_values():
+            self._round_trip(ser, value)
+
+    def test_another_instance_reads_what_one_wrote(self) -> None:
+        writer, reader = self.make_serializer(), self.make_serializer()
+        for value in self.sample_values():
+            self._round_trip(writer, value, reader)
+
+    def test_unsupported_values_raise_serialization_error(self) -> None:
+        values = self.unsupported_values()
+        if not values:
+            _skip("unsupported_values() lists nothing")
+        ser = self.make_serializer()
+        for value in values:
+            with _raises(SerializationError, f"serialize({_short(value, 40)})"):
+                ser.serialize(value)
+
+    def test_garbage_is_rejected_cleanly(self) -> None:
+        ser = self.make_serializer()
+        inputs = list(self.garbage_inputs())
+        for value in self.sample_values():
+            data = ser.serialize(value)
+            if len(data) >= 2:
+                inputs += [data[:-1], data[: len(data) // 2]]
+        for data in inputs:
+            action = f"deserialize({_short(data, 40)})"
+            if self.detects_garbage:
+                with _raises(DeserializationError, action):
+                    ser.deserialize(data)
+                continue
+            try:
+                ser.deserialize(data)
+            except DeserializationError as exc:
+                _check(exc.code == "E005", f"{action}: DeserializationError with code {exc.code}")
+            except Exception as exc:
+                _fail(
+                    f"{action}: raised {type(exc).__name__}: {exc}; a serializer must raise "
+                    "cachekit.errors.DeserializationError (E005) for bytes it cannot read"
+                )
+
+    def test_one_instance_is_safe_to_share_between_threads(self) -> None:
+        ser = self.make_serializer()
+        values = self.sample_values()
+
+        def work(_: int) -> None:
+            for _round in range(20):
+                for value in values:
+                    self._round_trip(ser, value)
+
+        _run_threads(self.concurrency, work)
+
+
+# --- EncryptorConformance -------------------------------------------------------------
+
+
+class EncryptorConformance:
+    """Checks an :class:`~cachekit.protocols.Encryptor` (authenticated encryption).
+
+    Implement :meth:`make_encryptor`; implement :meth:`make_other_encryptor` to
+    also check that a different key cannot read the data. Example::
+
+        from cachekit.testing import EncryptorConformance
+        from cachekit_myaead import MyEncryptor
+
+        class TestMyEncryptor(EncryptorConformance):
+            def make_encryptor(self):
+                return MyEncryptor(key=b"k" * 32)
+
+            def make_other_encryptor(self):
+                return MyEncryptor(key=b"o" * 32)
+
+    Every rejection must be :class:`cachekit.errors.DecryptionError` (E003): wrong
+    AAD, any flipped bit, truncation, extension, an unknown key id.
+    """
+
+    #: Threads in the thread-safety smoke test.
+    concurrency: ClassVar[int] = 8
+
+    def make_encryptor(self) -> Encryptor:
+        """Return the encryptor under test."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_encryptor()")
+
+    def make_other_encryptor(self) -> Encryptor | None:
+        """An encryptor with a different key, or None to skip the wrong-key test."""
+        return None
+
+    def sample_plaintexts(self) -> list[bytes]:
+        """Plaintexts that must round-trip (empty, short, binary, 64 KiB)."""
+        return [b"", b"x", b"a secret value " * 8, bytes(range(256)), os.urandom(64 * 1024)]
+
+    def _decrypt(self, enc: Encryptor, blob: bytes, aad: bytes, key_id: str | None = None) -> bytes:
+        return enc.decrypt(blob, aad, key_id=enc.key_id if key_id is None else key_id)
+
+    def test_satisfies_the_encryptor_protocol(self) -> None:
+        enc = self.make_encryptor()
+        _check(isinstance(enc, Encryptor), f"{enc!r} lacks key_id/encrypt/decrypt")
+
+    def test_key_id_is_a_short_ascii_string(self) -> None:
+        key_id = self.make_encryptor().key_id
+        _check(isinstance(key_id, str), f"key_id must be a str, got {type(key_id).__name__}")
+        _check(
+            0 < len(key_id) < 256 and key_id.isascii() and key_id.isprintable(),
+            f"key_id {key_id!r} must be 1-255 printable ASCII characters (it is stored in "
+            "the envelope)",
+        )
+
+    def test_plaintexts_round_trip(self) -> None:
+        enc = self.make_encryptor()
+        for plaintext in self.sample_plaintexts():
+            blob = enc.encrypt(plaintext, b"aad")
+            _check(isinstance(blob, bytes), f"encrypt() returned {type(blob).__name__}, not bytes")
+            got = self._decrypt(enc, blob, b"aad")
+            _check(got == plaintext, f"decrypt(encrypt(p)) != p for p={_short(plaintext)}")
+
+    def test_ciphertext_does_not_contain_the_plaintext(self) -> None:
+        enc = self.make_encryptor()
+        plaintext = b"card=4111111111111111;" * 4
+        blob = enc.encrypt(plaintext, b"aad")
+        _check(b"4111111111111111" not in blob, "the ciphertext contains the plaintext")
+
+    def test_same_plaintext_encrypts_differently_each_time(self) -> None:
+        enc = self.make_encryptor()
+        first, second = enc.encrypt(b"same", b"aad"), enc.encrypt(b"same", b"aad")
+        _check(first != second, "two encryptions of one plaintext are identical (nonce reuse?)")
+
+    def test_other_aad_is_rejected(self) -> None:
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"value", b"cachekit:users:load_user:1")
+        for aad in (b"cachekit:users:load_user:2", b"", b"cachekit:users:load_user:1\x00"):
+            with _raises(DecryptionError, f"decrypt() with aad={aad!r}"):
+                self._decrypt(enc, blob, aad)
+        empty = enc.encrypt(b"value", b"")
+        with _raises(DecryptionError, "decrypt() of a blob sealed with empty aad, given b'x'"):
+            self._decrypt(enc, empty, b"x")
+
+    def test_every_flipped_bit_is_rejected(self) -> None:
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"sixteen byte msg", b"aad")
+        for position in range(len(blob)):
+            for bit in range(8):
+                tampered = bytearray(blob)
+                tampered[position] ^= 1 << bit
+                with _raises(
+                    DecryptionError, f"decrypt() with bit {bit} of byte {position} flipped"
+                ):
+                    self._decrypt(enc, bytes(tampered), b"aad")
+
+    def test_truncated_blobs_are_rejected(self) -> None:
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"sixteen byte msg", b"aad")
+        for length in range(len(blob)):
+            with _raises(DecryptionError, f"decrypt() of the first {length}/{len(blob)} bytes"):
+                self._decrypt(enc, blob[:length], b"aad")
+
+    def test_extended_blobs_are_rejected(self) -> None:
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"value", b"aad")
+        for suffix in (b"\x00", b"extra bytes"):
+            with _raises(DecryptionError, f"decrypt() of the blob + {suffix!r}"):
+                self._decrypt(enc, blob + suffix, b"aad")
+
+    def test_unknown_key_id_is_rejected(self) -> None:
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"value", b"aad")
+        with _raises(DecryptionError, "decrypt() with a key_id nobody has"):
+            self._decrypt(enc, blob, b"aad", key_id="no-such-key-id")
+
+    def test_another_key_cannot_decrypt(self) -> None:
+        other = self.make_other_encryptor()
+        if other is None:
+            _skip("make_other_encryptor() returns None")
+        enc = self.make_encryptor()
+        blob = enc.encrypt(b"value", b"aad")
+        for key_id in dict.fromkeys((other.key_id, enc.key_id)):
+            with _raises(DecryptionError, f"decrypt() by another key, key_id={key_id!r}"):
+                other.decrypt(blob, b"aad", key_id=key_id)
+
+    def test_one_instance_is_safe_to_share_between_threads(self) -> None:
+        enc = self.make_encryptor()
+
+        def work(worker: int) -> None:
+            for i in range(50):
+                plaintext = f"{worker}:{i}".encode()
+                aad = f"aad {worker}".encode()
+                got = self._decrypt(enc, enc.encrypt(plaintext, aad), aad)
+                _check(got == plaintext, f"thread {worker} read back {got!r} for {plaintext!r}")
+
+        _run_threads(self.concurrency, work)

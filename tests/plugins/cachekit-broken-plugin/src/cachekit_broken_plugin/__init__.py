@@ -1,0 +1,1 @@
+"""Test fixture: a plugin distribution that installs fine and breaks on import."""

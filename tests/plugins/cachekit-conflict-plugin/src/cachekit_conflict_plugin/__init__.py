@@ -1,0 +1,1 @@
+"""Test fixture: a plugin whose names clash with cachekit-example-backend's."""
