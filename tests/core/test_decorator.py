@@ -637,3 +637,17 @@ def test_async_user_exception_propagates_and_is_not_cached():
 
     asyncio.run(main())
     assert runs == [1, 1]
+
+
+def test_debug_logging_names_misses_with_the_hashed_key_only(caplog):
+    caplog.set_level(logging.DEBUG, logger="cachekit")
+
+    @cache()
+    def lookup(secret_argument):
+        return 1
+
+    lookup("s3cr3t-value")
+    lookup("s3cr3t-value")
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachekit"]
+    assert any(line.startswith("miss ") and "lookup" in line for line in lines)
+    assert not any("s3cr3t-value" in line for line in lines)

@@ -31,7 +31,6 @@ from cachekit.config import Settings, redact_url
 from cachekit.constants import CAP_NONBLOCKING, CAP_TRUSTED, MISSING
 from cachekit.errors import (
     CacheKeyError,
-    CachekitError,
     ConfigurationError,
     PluginNotFoundError,
 )
@@ -460,6 +459,17 @@ class CachedState:
         spec = encryptor_spec(name)
         return build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
 
+    def debug(self, event: str, bkey: str | None, args: Any, kwargs: Any) -> None:
+        """DEBUG line for a miss-path event, naming only the hashed part of the key."""
+        log = _log()
+        if log.isEnabledFor(_DEBUG):
+            if bkey is None:
+                try:
+                    bkey = self.builder.backend_key(args, kwargs)
+                except Exception:
+                    bkey = "?"
+            log.debug("%s %s key=...%s", event, self.name, bkey[-12:])
+
     def _warn_once(self, tag: str, msg: str, *args: Any) -> None:
         if tag not in self._warned:
             self._warned.add(tag)
@@ -500,16 +510,19 @@ class CachedState:
                 require_authentication=plan.require_auth,
             )
             value = plan.loads(payload)
-        except CachekitError as exc:
+        except Exception as exc:
+            # Anything that cannot be read back is a miss, whoever raised it (a
+            # third-party serializer may raise plain ValueError): never the caller's problem.
             self.counts[INVALID] += 1
-            if self.options.fail_closed and exc.code == "E003":
+            code = getattr(exc, "code", "E005")
+            if self.options.fail_closed and code == "E003":
                 raise
             self._warn_once(
-                f"invalid-{exc.code}",
+                f"invalid-{code}",
                 "[%s] unreadable cache entry for %s treated as a miss and overwritten: %s",
-                exc.code,
+                code,
                 self.name,
-                exc.message,
+                getattr(exc, "message", f"{type(exc).__name__}: {exc}"),
             )
             return MISSING, None
         return value, payload
@@ -658,6 +671,7 @@ class CachedState:
         if target is None:
             return self.clear()
         plan = self.resolve()
+        self._check_sync_maintenance(plan)
         lkey, bkey = target
         removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
         return removed + int(bool(self._backend_call(plan, "delete", bkey)))
@@ -672,10 +686,11 @@ class CachedState:
         return removed + int(bool(await self._abackend_call(plan, "delete", bkey)))
 
     def clear(self, reset_stats: bool = False) -> int:
+        plan = self.resolve()
+        self._check_sync_maintenance(plan)
         if reset_stats:
             self.reset_stats()
         removed = self.l1.clear() if self.l1 is not None else 0
-        plan = self.resolve()
         return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
 
     async def aclear(self) -> int:
@@ -683,21 +698,29 @@ class CachedState:
         plan = self.resolve()
         return removed + int(await self._abackend_call(plan, "clear", self.builder.prefix) or 0)
 
-    def _backend_call(self, plan: Plan, method: str, *args: Any) -> Any:
-        """A maintenance call (delete/clear) from synchronous code, failing open."""
-        if plan.backend is None and plan.abackend is None:
-            return 0
+    def _check_sync_maintenance(self, plan: Plan) -> None:
+        """A sync invalidation of an async-only backend cannot run inside an event loop."""
         if plan.backend is None and plan.abackend_mode == "async":
             import asyncio
 
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
-                return asyncio.run(self._abackend_call(plan, method, *args))
+                return
             raise ConfigurationError(
                 f"{self.name} uses an asynchronous backend and was invalidated from inside a "
                 "running event loop; use `await func.ainvalidate_cache(...)` there."
             )
+
+    def _backend_call(self, plan: Plan, method: str, *args: Any) -> Any:
+        """A maintenance call (delete/clear) from synchronous code, failing open."""
+        if plan.backend is None and plan.abackend is None:
+            return 0
+        self._check_sync_maintenance(plan)
+        if plan.backend is None and plan.abackend_mode == "async":
+            import asyncio
+
+            return asyncio.run(self._abackend_call(plan, method, *args))
         backend = plan.backend if plan.backend is not None else plan.abackend
         try:
             return getattr(backend, method)(*args)
@@ -809,12 +832,15 @@ def _resolve_serializer(choice: Any) -> Any:
 
 def _is_method(func: Callable[..., Any]) -> bool:
     """A function defined in a class body whose first parameter is self or cls."""
-    import inspect
-
     qualname = getattr(func, "__qualname__", "")
     parts = qualname.split(".")
     if len(parts) < 2 or parts[-2] == "<locals>":
         return False
+    code = getattr(func, "__code__", None)
+    if code is not None and type(func).__name__ == "function":
+        return code.co_argcount > 0 and code.co_varnames[0] in ("self", "cls")
+    import inspect
+
     try:
         params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
@@ -836,7 +862,41 @@ if hasattr(os, "register_at_fork"):
 # --- the wrappers -----------------------------------------------------------------------
 
 
+class _Flight:
+    """One in-progress computation that other threads wait for (sync single flight).
+
+    Lighter than concurrent.futures.Future (which also costs import time): a lock
+    held by the leader until the outcome is set; each waiter acquires and releases
+    it in turn. ``owner`` is the leader's thread, to detect same-key recursion.
+    """
+
+    __slots__ = ("_error", "_lock", "_value", "owner")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._lock.acquire()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.owner = get_ident()
+
+    def set_result(self, value: Any) -> None:
+        self._value = value
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._lock.release()
+
+    def result(self) -> Any:
+        with self._lock:
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _new_future() -> Any:
+    """A future that asyncio tasks in any thread's event loop can await."""
     from concurrent.futures import Future
 
     return Future()
@@ -904,8 +964,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                 fut = state.inflight.get(lkey)
                 leader = fut is None
                 if leader:
-                    fut = state.inflight[lkey] = _new_future()
-                    fut.owner = get_ident()
+                    fut = state.inflight[lkey] = _Flight()
             if leader:
                 break
             if fut.owner == get_ident():
@@ -947,12 +1006,14 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             value, payload = state.l2_get(plan, bkey)
             if value is not MISSING:
                 counts[L2_HITS] += 1
+                state.debug("L2 hit", bkey, args, kwargs)
                 if type(value) in IMMUTABLE_TYPES:
                     state.l1_put(plan, lkey, value, None, 0)
                     return value, (value, None)
                 state.l1_put(plan, lkey, payload, plan.loads, 0)
                 return value, (payload, plan.loads)
         counts[MISSES] += 1
+        state.debug("miss", bkey, args, kwargs)
         result = func(*args, **kwargs)
         stored, loads, payload = state.prepare(plan, result)
         if state.keep(plan, result, payload):
@@ -1067,7 +1128,6 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
                 leader = fut is None
                 if leader:
                     fut = state.inflight[lkey] = _new_future()
-                    fut.owner = None
             if leader:
                 break
             try:
@@ -1105,12 +1165,14 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
             value, payload = await state.al2_get(plan, bkey)
             if value is not MISSING:
                 counts[L2_HITS] += 1
+                state.debug("L2 hit", bkey, args, kwargs)
                 if type(value) in IMMUTABLE_TYPES:
                     state.l1_put(plan, lkey, value, None, 0)
                     return value, (value, None)
                 state.l1_put(plan, lkey, payload, plan.loads, 0)
                 return value, (payload, plan.loads)
         counts[MISSES] += 1
+        state.debug("miss", bkey, args, kwargs)
         result = await func(*args, **kwargs)
         stored, loads, payload = state.prepare(plan, result)
         if state.keep(plan, result, payload):

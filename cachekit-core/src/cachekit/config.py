@@ -100,6 +100,19 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number of at least 1.")
+    return value
+
+
 class Settings:
     """The environment as cachekit understands it, validated. Read-only by convention."""
 
@@ -163,7 +176,7 @@ class Settings:
         return cls(
             enabled=parse_bool("CACHEKIT_ENABLED", env.get("CACHEKIT_ENABLED", ""), True),
             default_ttl=ttl,
-            l1_max_entries=int(_positive(env, "CACHEKIT_L1_MAX_ENTRIES", 10_000)),
+            l1_max_entries=_positive_int(env, "CACHEKIT_L1_MAX_ENTRIES", 10_000),
             max_value_size=int(_positive(env, "CACHEKIT_MAX_VALUE_SIZE_MB", 64) * 1024 * 1024),
             backend_url=url,
             backend_variable=variable,

@@ -5,7 +5,7 @@ Layout (version 1, all integers big-endian)::
     0   2  magic  b"CK"
     2   1  format version (1)
     3   1  flags: 0x01 compressed (zlib), 0x02 encrypted, 0x04 signed
-    4   4  CRC-32 of every byte from offset 8 to the end
+    4   4  CRC-32 of bytes 0-3 followed by every byte from offset 8 to the end
     8   1  length n of the serializer id, then n bytes of ASCII id
     .   1  [encrypted] length m of the key id, then m bytes of ASCII key id
     .  32  [signed] HMAC-SHA256 tag
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cachekit.signing import Signer
 
 __all__ = [
+    "DEFAULT_MAX_SIZE",
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
     "FLAG_SIGNED",
@@ -53,6 +54,8 @@ FLAG_ENCRYPTED = 0x02
 FLAG_SIGNED = 0x04
 _KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED
 _SIG_SIZE = 32
+#: Largest payload :func:`open_envelope` inflates from a compressed envelope (512 MiB).
+DEFAULT_MAX_SIZE = 512 * 1024 * 1024
 _crc32 = zlib.crc32
 
 
@@ -70,6 +73,15 @@ def _ascii_id(value: str, what: str) -> bytes:
     if not 0 < len(raw) < 256:
         raise ValueError(f"{what} must be 1-255 ASCII characters")
     return bytes([len(raw)]) + raw
+
+
+def _decode_id(raw: bytes, what: str) -> str:
+    # Ids are ASCII by construction (_ascii_id); anything else is corruption, and
+    # must not surface later as a UnicodeEncodeError while building the context.
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise EnvelopeError(f"envelope {what} is not ASCII (corrupted)") from None
 
 
 def _context(flags: int, serializer: str, key_id: str, key: str) -> bytes:
@@ -116,7 +128,8 @@ def seal(
         parts.append(signer.sign(ctx + payload))
     parts.append(payload)
     body = b"".join(parts)
-    return MAGIC + bytes([VERSION, flags]) + _crc32(body).to_bytes(4, "big") + body
+    head = MAGIC + bytes([VERSION, flags])
+    return head + _crc32(body, _crc32(head)).to_bytes(4, "big") + body
 
 
 def read_header(blob: bytes) -> Header:
@@ -131,7 +144,8 @@ def read_header(blob: bytes) -> Header:
         raise EnvelopeError(f"unsupported envelope version {version}")
     if flags & ~_KNOWN_FLAGS or (flags & FLAG_ENCRYPTED and flags & FLAG_SIGNED):
         raise EnvelopeError(f"unknown envelope flags 0x{flags:02x}")
-    if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:]):
+    # The checksum covers the flags too: a flipped "compressed" bit must not pass.
+    if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:], _crc32(blob[:4])):
         raise EnvelopeError("envelope checksum mismatch (corrupted or truncated)")
     pos = 8
     n = blob[pos]
@@ -146,7 +160,7 @@ def read_header(blob: bytes) -> Header:
         kid_raw = blob[pos + 1 : pos + 1 + m]
         if len(kid_raw) != m or m == 0:
             raise EnvelopeError("envelope truncated in key id")
-        key_id = kid_raw.decode("ascii", "replace")
+        key_id = _decode_id(kid_raw, "key id")
         pos += 1 + m
     elif flags & FLAG_SIGNED:
         signature = blob[pos : pos + _SIG_SIZE]
@@ -155,7 +169,9 @@ def read_header(blob: bytes) -> Header:
         pos += _SIG_SIZE
     if len(serializer_raw) != n or n == 0 or pos > len(blob):
         raise EnvelopeError("envelope truncated in header")
-    return Header(version, flags, serializer_raw.decode("ascii", "replace"), key_id, signature, pos)
+    return Header(
+        version, flags, _decode_id(serializer_raw, "serializer id"), key_id, signature, pos
+    )
 
 
 def open_envelope(
@@ -166,12 +182,14 @@ def open_envelope(
     encryptor: Encryptor | None = None,
     signer: Signer | None = None,
     require_authentication: bool = False,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> bytes:
     """Return the serializer payload stored in ``blob`` for backend key ``key``.
 
     Raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
-    authentication), :class:`IntegrityError` (bad signature) or
-    :class:`DecryptionError` (AEAD failure).
+    authentication, a compressed payload that would expand beyond ``max_size``
+    bytes), :class:`IntegrityError` (bad signature) or :class:`DecryptionError`
+    (AEAD failure).
     """
     header = read_header(blob)
     if header.serializer != serializer:
@@ -196,8 +214,16 @@ def open_envelope(
     elif require_authentication:
         raise EnvelopeError("entry carries no signature and its serializer requires one")
     if flags & FLAG_COMPRESSED:
+        # Bounded: a small blob must not expand into gigabytes (decompression bomb).
+        inflater = zlib.decompressobj()
         try:
-            payload = zlib.decompress(payload)
+            payload = inflater.decompress(payload, max_size + 1)
         except zlib.error as exc:
             raise EnvelopeError(f"compressed payload is corrupt: {exc}") from None
+        if len(payload) > max_size or inflater.unconsumed_tail:
+            raise EnvelopeError(
+                f"compressed payload expands beyond {max_size} bytes (max_size); refused."
+            )
+        if not inflater.eof or inflater.unused_data:
+            raise EnvelopeError("compressed payload is corrupt: truncated or trailing data")
     return payload

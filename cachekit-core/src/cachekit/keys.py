@@ -104,7 +104,11 @@ def _enc_bool(obj: bool, out: list[bytes], path: str) -> None:
 
 
 def _enc_int(obj: int, out: list[bytes], path: str) -> None:
-    _enc_len(b"i", str(int(obj)).encode(), out)
+    obj = int(obj)
+    if obj.bit_length() <= 2048:
+        _enc_len(b"i", str(obj).encode(), out)
+    else:  # str() of a huge int can raise (sys.set_int_max_str_digits, 640 at least)
+        _enc_len(b"I", format(obj, "x").encode(), out)
 
 
 def _enc_float(obj: float, out: list[bytes], path: str) -> None:
@@ -202,9 +206,15 @@ def _load_rich_encoders() -> None:
     import uuid
     from decimal import Decimal
 
+    epoch = _dt.datetime(1970, 1, 1)
+
     def _enc_datetime(obj: _dt.datetime, out: list[bytes], path: str) -> None:
-        if obj.utcoffset() is not None:  # aware: equal instants are equal datetimes
-            _enc_len(b"Dz", obj.astimezone(_dt.timezone.utc).isoformat().encode(), out)
+        offset = obj.utcoffset()
+        if offset is not None:  # aware: equal instants are equal datetimes
+            # Time since the epoch as a timedelta: astimezone(utc) overflows near
+            # datetime.min/max, timedelta arithmetic does not.
+            since = obj.replace(tzinfo=None) - epoch - offset
+            _enc_len(b"Dz", f"{since.days},{since.seconds},{since.microseconds}".encode(), out)
         else:
             _enc_len(b"Dn", obj.isoformat().encode(), out)
 
@@ -212,13 +222,32 @@ def _load_rich_encoders() -> None:
         _enc_len(b"d", obj.isoformat().encode(), out)
 
     def _enc_time(obj: _dt.time, out: list[bytes], path: str) -> None:
-        _enc_len(b"t", obj.isoformat().encode(), out)
+        offset = obj.utcoffset()
+        if offset is None:
+            _enc_len(b"t", obj.isoformat().encode(), out)
+            return
+        # Aware times compare by their seconds minus the offset's days and seconds
+        # (CPython's time.__eq__), so equal times must encode the same.
+        seconds = obj.hour * 3600 + obj.minute * 60 + obj.second
+        seconds -= offset.days * 86400 + offset.seconds
+        _enc_len(b"tz", f"{seconds},{obj.microsecond}".encode(), out)
 
     def _enc_timedelta(obj: _dt.timedelta, out: list[bytes], path: str) -> None:
         _enc_len(b"td", f"{obj.days},{obj.seconds},{obj.microseconds}".encode(), out)
 
     def _enc_decimal(obj: Decimal, out: list[bytes], path: str) -> None:
-        _enc_len(b"m", str(obj.normalize() if obj.is_finite() else obj).encode(), out)
+        # Not obj.normalize(): it rounds to the context precision (two unequal
+        # 29-digit values would share a key), can raise Overflow, and keeps -0.
+        if not obj.is_finite():
+            text = str(obj)
+        elif not obj:
+            text = "0"  # Decimal("-0.00") == Decimal("0")
+        else:
+            sign, digits, exponent = obj.as_tuple()
+            coefficient = "".join(map(str, digits)).rstrip("0")
+            exponent = int(exponent) + len(digits) - len(coefficient)
+            text = f"{'-' if sign else ''}{coefficient}E{exponent}"
+        _enc_len(b"m", text.encode(), out)
 
     def _enc_uuid(obj: uuid.UUID, out: list[bytes], path: str) -> None:
         _enc_len(b"u", obj.bytes, out)
@@ -268,6 +297,12 @@ def _encode(obj: Any, out: list[bytes], path: str) -> None:
         return
     if isinstance(obj, PurePath):
         _enc_len(b"p", f"{type(obj).__name__}:{obj}".encode("utf-8", "surrogatepass"), out)
+        return
+    from collections import OrderedDict
+
+    if isinstance(obj, OrderedDict):  # equal only in the same order: keep the order
+        _enc_len(b"S", _qualified(cls).encode(), out)
+        _ENCODERS[tuple](tuple(obj.items()), out, path)
         return
     # Subclasses of the basic types (str enums excepted above, NamedTuples, ...):
     # encode as the base type, tagged with the subclass name so that they never

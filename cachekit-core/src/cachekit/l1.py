@@ -62,8 +62,11 @@ class L1Budget:
     def __init__(self, max_bytes: int | None = None) -> None:
         self._lock = allocate_lock()
         self._max_bytes = max_bytes
-        self.used = 0
+        self._used = 0
         self.caches: weakref.WeakSet[L1Cache] = weakref.WeakSet()
+        # Bytes of caches that were garbage-collected. Appended from __del__ without
+        # the lock (list.append is atomic), settled by add() under the lock.
+        self.refunds: list[int] = []
 
     @property
     def max_bytes(self) -> int:
@@ -78,12 +81,22 @@ class L1Budget:
     def add(self, delta: int) -> int:
         """Charge (or refund) ``delta`` bytes; return the excess over the budget."""
         with self._lock:
-            self.used += delta
-            return self.used - self.max_bytes
+            while self.refunds:
+                delta -= self.refunds.pop()
+            self._used += delta
+            return self._used - self.max_bytes
+
+    @property
+    def used(self) -> int:
+        """Bytes charged to the budget by every live L1 cache."""
+        self.add(0)
+        return self._used
 
     def reclaim(self, excess: int, exclude: L1Cache | None = None) -> None:
         """Evict least recently used entries from other caches until ``excess`` is paid."""
-        for cache in sorted(self.caches, key=lambda c: c.nbytes, reverse=True):
+        with self._lock:  # a snapshot: iterating the WeakSet races with new caches
+            caches = list(self.caches)
+        for cache in sorted(caches, key=lambda c: c.nbytes, reverse=True):
             if excess <= 0:
                 return
             if cache is not exclude:
@@ -129,10 +142,17 @@ class L1Cache:
         self.nbytes = 0
         self.name = name
         self._lock = allocate_lock()
-        budget.caches.add(self)
+        with budget._lock:
+            budget.caches.add(self)
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def __del__(self) -> None:
+        # A decorated function that is garbage-collected gives its bytes back.
+        nbytes = getattr(self, "nbytes", 0)  # __init__ may have failed half-way
+        if nbytes:
+            budget.refunds.append(nbytes)
 
     def __repr__(self) -> str:
         return f"L1Cache({self.name!r}, entries={len(self.data)}, bytes={self.nbytes})"
@@ -187,14 +207,15 @@ class L1Cache:
         freed = 0
         data = self.data
         with self._lock:
+            # popitem() is one atomic C call: a concurrent hit's move_to_end cannot
+            # invalidate it the way it would invalidate an iterator.
             while freed < amount and data:
-                key, entry = next(iter(data.items()))
-                if key == keep and len(data) == 1:
-                    break
+                key, entry = data.popitem(last=False)
                 if key == keep:
-                    data.move_to_end(key)
+                    data[key] = entry  # back in, as the most recent entry
+                    if len(data) == 1:
+                        break
                     continue
-                del data[key]
                 freed += entry[3]
             self.nbytes -= freed
         if freed:
@@ -224,7 +245,8 @@ class L1Cache:
         """Drop expired entries (the hit path ignores them; this frees their memory)."""
         now = monotonic()
         with self._lock:
-            dead = [k for k, e in self.data.items() if e[0] <= now]
+            # list() copies in one step; iterating the live dict races with hits.
+            dead = [k for k, e in list(self.data.items()) if e[0] <= now]
         return sum(self.pop(k) for k in dead)
 
     def _after_fork(self) -> None:
@@ -235,7 +257,8 @@ class L1Cache:
 
 def _reset_after_fork() -> None:
     budget._lock = allocate_lock()
-    budget.used = 0
+    budget._used = 0
+    budget.refunds.clear()
     for cache in list(budget.caches):
         cache._after_fork()
 

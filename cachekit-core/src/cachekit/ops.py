@@ -48,9 +48,10 @@ def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None
         seen: set[int] = set()
         for state in all_states():
             plan = state.plan
-            if plan is None or plan.backend is None or id(plan.backend) in seen:
+            backend = None if plan is None else (plan.backend or plan.abackend)
+            if plan is None or backend is None or id(backend) in seen:
                 continue
-            seen.add(id(plan.backend))
+            seen.add(id(backend))
             removed += int(state._backend_call(plan, "clear", prefix) or 0)
     return removed
 
@@ -95,7 +96,9 @@ def health() -> dict[str, Any]:
         backends[plan.endpoint] = report
         if report.get("reachable") is False:
             status = "degraded"
-    breaker_states = [b.snapshot() for b in breakers()]
+    # Only breakers of endpoints that a live function still uses.
+    live = {id(s.plan.breaker) for s in all_states() if s.plan is not None and s.plan.breaker}
+    breaker_states = [b.snapshot() for b in breakers() if id(b) in live]
     if any(b["state"] != "closed" for b in breaker_states):
         status = "degraded"
     plugin_errors = []

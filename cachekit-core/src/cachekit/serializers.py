@@ -17,11 +17,13 @@ not installed.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgpack
 
 from cachekit.errors import DeserializationError, SerializationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_SERIALIZER",
@@ -84,10 +86,26 @@ class MessagePackSerializer:
     def deserialize(self, data: bytes) -> Any:
         try:
             return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except TypeError:
+            # A map keyed by arrays ({(1, 2): ...} was serialized): arrays decode as
+            # unhashable lists, so rebuild such keys as tuples. Slow path only.
+            try:
+                return msgpack.unpackb(
+                    data, raw=False, strict_map_key=False, object_pairs_hook=_tuple_keyed
+                )
+            except Exception as exc:
+                error = exc
         except Exception as exc:  # msgpack raises several unrelated types
-            raise DeserializationError(
-                f"bytes are not valid MessagePack ({type(exc).__name__})."
-            ) from None
+            error = exc
+        raise DeserializationError(f"bytes are not valid MessagePack ({type(error).__name__}).")
+
+
+def _as_key(value: Any) -> Any:
+    return tuple(map(_as_key, value)) if isinstance(value, list) else value
+
+
+def _tuple_keyed(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_as_key(k): v for k, v in pairs}
 
 
 #: The serializer used when none is given (MessagePack).

@@ -34,7 +34,7 @@ L2_HITS = 1
 MISSES = 2
 ERRORS = 3  # backend failures and unreadable entries (the call still succeeded)
 STORES = 4
-BYPASSED = 5  # _bypass_cache=True, condition() false, breaker open
+BYPASSED = 5  # _bypass_cache=True, condition() false, CACHEKIT_ENABLED=false
 INVALID = 6  # corrupt, foreign or unauthenticated entries treated as misses
 COALESCED = 7  # callers that waited for another caller's computation (single flight)
 NCOUNTERS = 8
