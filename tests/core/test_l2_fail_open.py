@@ -216,8 +216,15 @@ def test_signed_pickle_round_trips_and_tampering_is_a_miss(monkeypatch):
     body = bytes(blob[8 : header.payload_offset]) + pickle.dumps(Poison())
     import zlib
 
-    forged = bytes(blob[:4]) + zlib.crc32(body).to_bytes(4, "big") + body
+    crc = zlib.crc32(body, zlib.crc32(bytes(blob[:4])))  # the CRC covers bytes 0-3 too
+    forged = bytes(blob[:4]) + crc.to_bytes(4, "big") + body
     backend.store[key] = forged
+    from cachekit.envelope import open_envelope
+    from cachekit.errors import IntegrityError
+    from cachekit.signing import signer_from_env
+
+    with pytest.raises(IntegrityError):  # the CRC is right: only the signature stops it
+        open_envelope(forged, serializer="pickle", key=key, signer=signer_from_env())
 
     third, _, third_runs = twin_functions(backend, serializer=PickleSerializer())
     assert third(1) == {"x": 1}
