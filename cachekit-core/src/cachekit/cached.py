@@ -55,7 +55,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, ClassVar
 
-__all__ = ["UNSET", "CachedState", "Options", "Plan", "all_states", "make_wrapper"]
+__all__ = [
+    "UNSET",
+    "CachedState",
+    "Options",
+    "Plan",
+    "all_states",
+    "check_backend",
+    "check_serializer",
+    "make_wrapper",
+]
 
 _DEBUG = 10
 _logger: logging.Logger | None = None
@@ -253,6 +262,20 @@ def _is_async_backend(obj: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(type(obj), "get", None))
 
 
+def check_backend(obj: Any) -> None:
+    """Reject a backend= value that is neither None, a URL nor a backend object."""
+    if obj is UNSET or obj is None:
+        return
+    if isinstance(obj, str):
+        if "://" not in obj:
+            raise ConfigurationError(
+                f"backend={obj!r} is not a URL; expected e.g. 'redis://localhost:6379/0' or "
+                "'memory://'. Use backend=None for L1 only."
+            )
+        return
+    _check_backend_object(obj)
+
+
 def _check_backend_object(obj: Any) -> None:
     missing = [m for m in ("get", "set", "delete", "clear") if not callable(getattr(obj, m, None))]
     if missing:
@@ -269,6 +292,9 @@ def _endpoint(obj: Any) -> str:
 
 
 # --- per-function state -----------------------------------------------------------------
+
+
+_NO_HIT: Any = object()
 
 
 class _LeaderGone(Exception):
@@ -615,15 +641,47 @@ class CachedState:
 
     # -- storing -------------------------------------------------------------------
 
-    def prepare(self, plan: Plan, result: Any) -> tuple[Any, Any, bytes]:
-        """Serialize a fresh result: (value for L1, its loads or None, payload)."""
+    def l1_lookup(self, lkey: Any, refresh: bool = True) -> Any:
+        """A fresh copy from L1, or _NO_HIT. (The wrappers inline this on the fast path.)"""
+        l1 = self.l1
+        if l1 is None:
+            return _NO_HIT
+        entry = l1.data.get(lkey)
+        if entry is None or entry[0] <= monotonic():
+            return _NO_HIT
+        self.counts[L1_HITS] += 1
+        if refresh:
+            try:
+                l1.data.move_to_end(lkey)
+            except KeyError:
+                pass
+        loads = entry[1]
+        return (entry[2] if loads is None else loads(entry[2])), (entry[2], loads)
+
+    def accept_l2(
+        self, plan: Plan, lkey: Any, bkey: str, value: Any, payload: bytes, args: Any, kwargs: Any
+    ) -> tuple[Any, tuple[Any, Any]]:
+        """Record an L2 hit and copy it into L1: (value, (stored, loads))."""
+        self.counts[L2_HITS] += 1
+        self.debug("L2 hit", bkey, args, kwargs)
+        pair = (value, None) if type(value) in IMMUTABLE_TYPES else (payload, plan.loads)
+        if self.l1 is not None:
+            self.l1.put(lkey, pair[0], pair[1], plan.ttl)
+        return value, pair
+
+    def store(self, plan: Plan, lkey: Any, result: Any) -> tuple[Any, tuple[Any, Any], Any]:
+        """Serialize a fresh result and keep it in L1.
+
+        Returns (value for the caller, (stored, loads) for waiters, payload for L2 or
+        None when the result is not to be cached). Serialization errors (E004) propagate.
+        """
         payload = plan.serializer.serialize(result)
         if type(result) in IMMUTABLE_TYPES:
-            return result, None, payload
-        return payload, plan.loads, payload
-
-    def keep(self, plan: Plan, result: Any, payload: bytes) -> bool:
-        """Should this result be stored at all?"""
+            pair: tuple[Any, Any] = (result, None)
+            value = result
+        else:
+            pair = (payload, plan.loads)
+            value = plan.loads(payload)  # the same shape every later hit returns
         if len(payload) > plan.max_value_size:
             self._warn_once(
                 "too-large",
@@ -633,13 +691,14 @@ class CachedState:
                 len(payload),
                 plan.max_value_size,
             )
-            return False
+            return value, pair, None
         unless = self.options.unless
-        return not (unless is not None and unless(result))
-
-    def l1_put(self, plan: Plan, lkey: Any, stored: Any, loads: Any, size_hint: int) -> None:
+        if unless is not None and unless(result):
+            return value, pair, None
+        self.counts[STORES] += 1
         if self.l1 is not None:
-            self.l1.put(lkey, stored, loads, plan.ttl)
+            self.l1.put(lkey, pair[0], pair[1], plan.ttl)
+        return value, pair, payload
 
     # -- attributes of the decorated function -------------------------------------
 
@@ -805,16 +864,10 @@ def _async_mode_for(backend: Any) -> str:
     return "inline" if CAP_NONBLOCKING in getattr(backend, "capabilities", ()) else "thread"
 
 
-def _resolve_serializer(choice: Any) -> Any:
-    if choice is None:
-        from cachekit.serializers import DEFAULT_SERIALIZER
-
-        return DEFAULT_SERIALIZER
-    if isinstance(choice, str):
-        from cachekit.plugins import build, serializer_spec
-
-        spec = serializer_spec(choice)
-        return build(spec.factory, f"serializer {choice}")
+def check_serializer(choice: Any) -> None:
+    """Reject what cannot be a serializer (a class, an object without the methods)."""
+    if choice is None or isinstance(choice, str):
+        return
     if isinstance(choice, type):
         raise ConfigurationError(
             f"serializer={choice.__name__} is a class; pass an instance: "
@@ -827,6 +880,19 @@ def _resolve_serializer(choice: Any) -> Any:
             f"serializer={choice!r} is not a serializer: it needs a 'name' string and "
             "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
         )
+
+
+def _resolve_serializer(choice: Any) -> Any:
+    if choice is None:
+        from cachekit.serializers import DEFAULT_SERIALIZER
+
+        return DEFAULT_SERIALIZER
+    if isinstance(choice, str):
+        from cachekit.plugins import build, serializer_spec
+
+        spec = serializer_spec(choice)
+        return build(spec.factory, f"serializer {choice}")
+    check_serializer(choice)
     return choice
 
 
@@ -939,16 +1005,9 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:
             return func(*args, **kwargs)  # raises the natural TypeError
-        if l1 is not None:
-            e = data_get(lkey)
-            if e is not None and e[0] > monotonic():
-                counts[L1_HITS] += 1
-                try:
-                    move_to_end(lkey)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
+        hit = state.l1_lookup(lkey)
+        if hit is not _NO_HIT:
+            return hit[0]
         return miss(args, kwargs, lkey, bkey)
 
     def miss(args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None) -> Any:
@@ -994,36 +1053,21 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
     ) -> tuple[Any, tuple[Any, Any]]:
         """Return (value for this caller, (stored, loads) for waiters)."""
-        if l1 is not None:  # another caller may have filled it while we queued
-            e = data_get(lkey)
-            if e is not None and e[0] > monotonic():
-                counts[L1_HITS] += 1
-                loads = e[1]
-                return (e[2] if loads is None else loads(e[2])), (e[2], loads)
+        hit = state.l1_lookup(lkey, refresh=False)  # filled while we queued?
+        if hit is not _NO_HIT:
+            return hit  # type: ignore[no-any-return]
         if plan.backend is not None:
             if bkey is None:
                 bkey = builder.backend_key(args, kwargs)
             value, payload = state.l2_get(plan, bkey)
             if value is not MISSING:
-                counts[L2_HITS] += 1
-                state.debug("L2 hit", bkey, args, kwargs)
-                if type(value) in IMMUTABLE_TYPES:
-                    state.l1_put(plan, lkey, value, None, 0)
-                    return value, (value, None)
-                state.l1_put(plan, lkey, payload, plan.loads, 0)
-                return value, (payload, plan.loads)
+                return state.accept_l2(plan, lkey, bkey, value, payload, args, kwargs)
         counts[MISSES] += 1
         state.debug("miss", bkey, args, kwargs)
-        result = func(*args, **kwargs)
-        stored, loads, payload = state.prepare(plan, result)
-        if state.keep(plan, result, payload):
-            counts[STORES] += 1
-            state.l1_put(plan, lkey, stored, loads, 0)
-            if plan.backend is not None:
-                if bkey is None:
-                    bkey = builder.backend_key(args, kwargs)
-                state.l2_set(plan, bkey, payload)
-        return (stored if loads is None else loads(stored)), (stored, loads)
+        value, pair, payload = state.store(plan, lkey, func(*args, **kwargs))
+        if payload is not None and plan.backend is not None:
+            state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        return value, pair
 
     if arity < 0:
 
@@ -1098,16 +1142,9 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:
             return await func(*args, **kwargs)
-        if l1 is not None:
-            e = data_get(lkey)
-            if e is not None and e[0] > monotonic():
-                counts[L1_HITS] += 1
-                try:
-                    move_to_end(lkey)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
+        hit = state.l1_lookup(lkey)
+        if hit is not _NO_HIT:
+            return hit[0]
         return await miss(args, kwargs, lkey, bkey)
 
     async def miss(
@@ -1153,36 +1190,21 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
     async def compute(
         plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
     ) -> tuple[Any, tuple[Any, Any]]:
-        if l1 is not None:
-            e = data_get(lkey)
-            if e is not None and e[0] > monotonic():
-                counts[L1_HITS] += 1
-                loads = e[1]
-                return (e[2] if loads is None else loads(e[2])), (e[2], loads)
+        hit = state.l1_lookup(lkey, refresh=False)
+        if hit is not _NO_HIT:
+            return hit  # type: ignore[no-any-return]
         if plan.abackend is not None:
             if bkey is None:
                 bkey = builder.backend_key(args, kwargs)
             value, payload = await state.al2_get(plan, bkey)
             if value is not MISSING:
-                counts[L2_HITS] += 1
-                state.debug("L2 hit", bkey, args, kwargs)
-                if type(value) in IMMUTABLE_TYPES:
-                    state.l1_put(plan, lkey, value, None, 0)
-                    return value, (value, None)
-                state.l1_put(plan, lkey, payload, plan.loads, 0)
-                return value, (payload, plan.loads)
+                return state.accept_l2(plan, lkey, bkey, value, payload, args, kwargs)
         counts[MISSES] += 1
         state.debug("miss", bkey, args, kwargs)
-        result = await func(*args, **kwargs)
-        stored, loads, payload = state.prepare(plan, result)
-        if state.keep(plan, result, payload):
-            counts[STORES] += 1
-            state.l1_put(plan, lkey, stored, loads, 0)
-            if plan.abackend is not None:
-                if bkey is None:
-                    bkey = builder.backend_key(args, kwargs)
-                await state.al2_set(plan, bkey, payload)
-        return (stored if loads is None else loads(stored)), (stored, loads)
+        value, pair, payload = state.store(plan, lkey, await func(*args, **kwargs))
+        if payload is not None and plan.abackend is not None:
+            await state.al2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        return value, pair
 
     if arity < 0:
 

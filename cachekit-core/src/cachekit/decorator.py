@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from functools import update_wrapper
 
-from cachekit.cached import UNSET, CachedState, Options, make_wrapper
+from cachekit.cached import (
+    UNSET,
+    CachedState,
+    Options,
+    check_backend,
+    check_serializer,
+    make_wrapper,
+)
 from cachekit.config import parse_ttl
 from cachekit.errors import ConfigurationError
 from cachekit.keys import validate_namespace
@@ -111,8 +118,8 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
     mb = values.get("l1_max_size_mb")
     if mb is not None and (isinstance(mb, bool) or not isinstance(mb, (int, float)) or mb <= 0):
         raise ConfigurationError(f"l1_max_size_mb= must be a positive number, got {mb!r}.")
-    _check_serializer(values.get("serializer"))
-    _check_backend(values.get("backend", UNSET))
+    check_serializer(values.get("serializer"))
+    check_backend(values.get("backend", UNSET))
     cb = values.get("circuit_breaker")
     if cb is not None and not isinstance(cb, bool):
         from cachekit.breaker import BreakerConfig
@@ -136,44 +143,6 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
                 "decrypt() (see cachekit.protocols.Encryptor)."
             )
     return Options(intent=intent, **values)
-
-
-def _check_serializer(value: Any) -> None:
-    if value is None or isinstance(value, str):
-        return
-    if isinstance(value, type):
-        raise ConfigurationError(
-            f"serializer={value.__name__} is a class; pass an instance: "
-            f"serializer={value.__name__}()."
-        )
-    if not (
-        callable(getattr(value, "serialize", None))
-        and callable(getattr(value, "deserialize", None))
-    ) or not isinstance(getattr(value, "name", None), str):
-        raise ConfigurationError(
-            f"serializer={value!r} is not a serializer: it needs a 'name' string and "
-            "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
-        )
-
-
-def _check_backend(value: Any) -> None:
-    if value is UNSET or value is None:
-        return
-    if isinstance(value, str):
-        if "://" not in value:
-            raise ConfigurationError(
-                f"backend={value!r} is not a URL; expected e.g. 'redis://localhost:6379/0' or "
-                "'memory://'. Use backend=None for L1 only."
-            )
-        return
-    missing = [
-        m for m in ("get", "set", "delete", "clear") if not callable(getattr(value, m, None))
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"backend={value!r} is not a cachekit backend: it lacks {', '.join(missing)}(). "
-            "Pass None (L1 only), a URL, or an object implementing cachekit.protocols.Backend."
-        )
 
 
 def _decorate(func: Any, options: Options) -> Any:
