@@ -491,15 +491,10 @@ def _backend_section(
 ) -> None:
     from urllib.parse import urlsplit
 
-    from cachekit.config import BACKEND_VARIABLES, redact_url
+    from cachekit.config import backend_from_env, redact_url
     from cachekit.errors import PluginNotFoundError
 
-    url = variable = None
-    for name in BACKEND_VARIABLES:
-        value = environ.get(name, "").strip()
-        if value:
-            url, variable = value, name
-            break
+    url, variable = backend_from_env(environ)
     if url is None or variable is None:
         report.backend = {"url": None, "variable": None, "mode": "L1 only"}
         report.add(

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_TTL",
     "ENVIRONMENT",
     "Settings",
+    "backend_from_env",
     "parse_bool",
     "parse_ttl",
 ]
@@ -85,6 +86,15 @@ def parse_ttl(value: Any, what: str = "ttl") -> float | None:
             f"{what} must be greater than 0 seconds (use None for no expiry); got {value!r}."
         )
     return float(value)
+
+
+def backend_from_env(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(URL, variable it came from) per BACKEND_VARIABLES, or (None, None)."""
+    for name in BACKEND_VARIABLES:
+        value = env.get(name, "").strip()
+        if value:
+            return value, name
+    return None, None
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -167,12 +177,7 @@ class Settings:
                 raise ConfigurationError(
                     f"CACHEKIT_DEFAULT_TTL={raw_ttl!r} must be seconds (e.g. 300) or 'none'."
                 ) from None
-        url = variable = None
-        for name in BACKEND_VARIABLES:
-            value = env.get(name, "").strip()
-            if value:
-                url, variable = value, name
-                break
+        url, variable = backend_from_env(env)
         return cls(
             enabled=parse_bool("CACHEKIT_ENABLED", env.get("CACHEKIT_ENABLED", ""), True),
             default_ttl=ttl,
