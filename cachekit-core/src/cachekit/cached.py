@@ -505,7 +505,7 @@ class CachedState:
 
     def _backend_failed(self, plan: Plan, op: str, exc: BaseException) -> None:
         self.counts[ERRORS] += 1
-        if plan.breaker is not None:
+        if plan.breaker is not None and _transient(exc):
             plan.breaker.failure(exc)
         now = monotonic()
         if now - self._last_error_log >= 60.0:
@@ -858,6 +858,21 @@ class CachedState:
         self.inflight = {}
         self.inflight_lock = allocate_lock()
         self._plan_lock = allocate_lock()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Does this backend failure say the server is unreachable or too slow?
+
+    Connection errors and timeouts (builtin ``ConnectionError``/``TimeoutError``,
+    any ``OSError``, cachekit's BackendUnavailableError) count towards the circuit
+    breaker. Errors the server answered with (out of memory, read-only replica, a
+    reply that could not be parsed) do not: the server is up, so opening the breaker
+    would only stop reads that still work.
+    """
+    flag = getattr(exc, "transient", None)
+    if flag is not None:
+        return bool(flag)
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 def _async_mode_for(backend: Any) -> str:

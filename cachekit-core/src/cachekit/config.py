@@ -44,6 +44,8 @@ ENVIRONMENT: dict[str, str] = {
     "CACHEKIT_MAX_VALUE_SIZE_MB": "values larger than this are returned but not cached (64)",
     "CACHEKIT_SOCKET_TIMEOUT": "backend socket read/write timeout in seconds (cachekit-redis)",
     "CACHEKIT_SOCKET_CONNECT_TIMEOUT": "backend connect timeout in seconds (cachekit-redis)",
+    "CACHEKIT_REDIS_POOL_SIZE": "most connections one Redis client opens (cachekit-redis, 32)",
+    "CACHEKIT_REDIS_POOL_TIMEOUT": "seconds to wait for a free pooled connection (cachekit-redis)",
     "CACHEKIT_CIRCUIT_BREAKER": "false disables the circuit breaker (default true)",
     "CACHEKIT_CIRCUIT_BREAKER_FAILURE_THRESHOLD": "consecutive failures that open it (5)",
     "CACHEKIT_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "seconds it stays open (60)",
