@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from cachekit.errors import ConfigurationError
 from cachekit_redis import RedisBackend
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
-
-from cachekit.errors import ConfigurationError
 
 
 def test_defaults_are_short_and_explicit():

@@ -28,13 +28,13 @@ from collections import OrderedDict
 from time import monotonic
 
 from cachekit.config import Settings, redact_url
-from cachekit.constants import CAP_NONBLOCKING, CAP_TRUSTED, MISSING
+from cachekit.constants import CAP_INVALIDATION, CAP_NONBLOCKING, CAP_TRUSTED, MISSING
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
     PluginNotFoundError,
 )
-from cachekit.keys import FAST_TYPES, KeyBuilder, _Unbindable
+from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
 from cachekit.stats import (
     BYPASSED,
@@ -332,6 +332,14 @@ class CachedState:
         self.inflight_lock = allocate_lock()
         self._last_error_log = -1e9
         self._warned: set[str] = set()
+        # Cross-process coherence (backends with the "invalidation" capability).
+        self.coherence: Any = None
+        self.gen_keys: tuple[str, ...] = ()
+        self.gens_ok = False
+        self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
+        self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
+        self.own_writes: dict[str, int] = {}  # digests this process is writing
+        self._coh_lock = allocate_lock()
         _states.add(self)
 
     def __repr__(self) -> str:
@@ -372,6 +380,9 @@ class CachedState:
             elif cfg is False:
                 cfg = BreakerConfig(enabled=False)
             breaker = breaker_for(endpoint, cfg)
+        chosen = backend if backend is not None else abackend
+        if chosen is not None and CAP_INVALIDATION in getattr(chosen, "capabilities", ()):
+            self._attach_coherence(chosen)
         encryptor = self._resolve_encryptor()
         if encryptor is not None and self.builder.secret is None:
             secret = getattr(encryptor, "digest_key", None)
@@ -416,6 +427,105 @@ class CachedState:
             max_value_size=max_value,
             endpoint=endpoint,
         )
+
+    # -- coherence (see cachekit.coherence) ----------------------------------------
+
+    def _attach_coherence(self, backend: Any) -> None:
+        from cachekit.coherence import generation_keys, router_for
+
+        coherence = backend.coherence()
+        if coherence is None:
+            return
+        self.gen_keys = generation_keys(
+            self.builder.prefix, self.options.namespace, self.options.tags
+        )
+        router_for(coherence).register(self, self.gen_keys)
+        self.coherence = coherence
+
+    def refresh_generations(self) -> bool:
+        """Read the generation counters into the key salt; False when unreachable."""
+        from cachekit.coherence import encode_generations
+
+        try:
+            values = self.coherence.generations(self.gen_keys)
+        except Exception as exc:
+            plan = self.plan
+            if plan is not None:
+                self._backend_failed(plan, "generations", exc)
+            return False
+        self.builder.salt = encode_generations(values)
+        self.gens_ok = True
+        return True
+
+    def l2_ready(self) -> bool:
+        """May this miss use L2? Not while the generations are unknown."""
+        if self.coherence is None or self.gens_ok:
+            return True
+        return self.refresh_generations()
+
+    async def al2_ready(self) -> bool:
+        if self.coherence is None or self.gens_ok:
+            return True
+        import asyncio
+
+        return await asyncio.to_thread(self.refresh_generations)
+
+    def coherence_reset(self) -> None:
+        """Drop this function's L1 and re-read its generations at the next miss."""
+        with self._coh_lock:
+            self.epoch += 1
+            self.gens_ok = False
+            self.index.clear()
+        if self.l1 is not None:
+            self.l1.clear()
+
+    def coherence_key_changed(self, digest: str) -> None:
+        """Another process wrote or deleted one key of this function."""
+        with self._coh_lock:
+            pending = self.own_writes.get(digest)
+            if pending:
+                if pending == 1:
+                    del self.own_writes[digest]
+                else:
+                    self.own_writes[digest] = pending - 1
+                return
+            self.epoch += 1
+            lkey = self.index.pop(digest, _NO_HIT)
+        if lkey is not _NO_HIT and self.l1 is not None:
+            self.l1.pop(lkey)
+
+    def _own_write(self, bkey: str, delta: int) -> None:
+        digest = bkey[-DIGEST_HEX_LENGTH:]
+        with self._coh_lock:
+            n = self.own_writes.get(digest, 0) + delta
+            if n > 0:
+                self.own_writes[digest] = n
+            else:
+                self.own_writes.pop(digest, None)
+
+    def l1_fill(self, plan: Plan, lkey: Any, bkey: str | None, pair: Any, epoch: int) -> None:
+        """Put a miss's result into L1, unless an invalidation raced with it."""
+        l1 = self.l1
+        if l1 is None:
+            return
+        ttl = plan.ttl
+        coherence = self.coherence
+        if coherence is not None:
+            from cachekit.coherence import DEGRADED_L1_TTL
+
+            if not coherence.healthy:
+                ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
+            with self._coh_lock:
+                if self.epoch != epoch:
+                    return  # invalidated while this miss was running: don't resurrect
+                if bkey is not None:
+                    index = self.index
+                    if len(index) > 2 * l1.max_entries + 64:
+                        live = l1.data
+                        for d in [d for d, k in index.items() if k not in live]:
+                            del index[d]
+                    index[bkey[-DIGEST_HEX_LENGTH:]] = lkey
+        l1.put(lkey, pair[0], pair[1], ttl)
 
     def _resolve_backend(self, settings: Settings) -> tuple[Any, Any, str]:
         global _announced_l1_only
@@ -585,9 +695,14 @@ class CachedState:
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
             return
+        tracked = self.coherence is not None
+        if tracked:
+            self._own_write(bkey, 1)
         try:
             plan.backend.set(bkey, blob, plan.ttl)
         except Exception as exc:
+            if tracked:
+                self._own_write(bkey, -1)
             self._backend_failed(plan, "set", exc)
             return
         if breaker is not None:
@@ -627,12 +742,19 @@ class CachedState:
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
             return
+        tracked = self.coherence is not None
+        if tracked:
+            self._own_write(bkey, 1)
         try:
             await self._acall(plan, "set", bkey, blob, plan.ttl)
         except Exception as exc:
+            if tracked:
+                self._own_write(bkey, -1)
             self._backend_failed(plan, "set", exc)
             return
         except BaseException:
+            if tracked:
+                self._own_write(bkey, -1)
             if breaker is not None:
                 breaker.release_probe()
             raise
@@ -659,17 +781,25 @@ class CachedState:
         return (entry[2] if loads is None else loads(entry[2])), (entry[2], loads)
 
     def accept_l2(
-        self, plan: Plan, lkey: Any, bkey: str, value: Any, payload: bytes, args: Any, kwargs: Any
+        self,
+        plan: Plan,
+        lkey: Any,
+        bkey: str,
+        value: Any,
+        payload: bytes,
+        call: tuple[Any, Any],
+        epoch: int,
     ) -> tuple[Any, tuple[Any, Any]]:
         """Record an L2 hit and copy it into L1: (value, (stored, loads))."""
         self.counts[L2_HITS] += 1
-        self.debug("L2 hit", bkey, args, kwargs)
+        self.debug("L2 hit", bkey, *call)
         pair = (value, None) if type(value) in IMMUTABLE_TYPES else (payload, plan.loads)
-        if self.l1 is not None:
-            self.l1.put(lkey, pair[0], pair[1], plan.ttl)
+        self.l1_fill(plan, lkey, bkey, pair, epoch)
         return value, pair
 
-    def store(self, plan: Plan, lkey: Any, result: Any) -> tuple[Any, tuple[Any, Any], Any]:
+    def store(
+        self, plan: Plan, lkey: Any, result: Any, bkey: str | None, epoch: int
+    ) -> tuple[Any, tuple[Any, Any], Any]:
         """Serialize a fresh result and keep it in L1.
 
         Returns (value for the caller, (stored, loads) for waiters, payload for L2 or
@@ -696,8 +826,7 @@ class CachedState:
         if unless is not None and unless(result):
             return value, pair, None
         self.counts[STORES] += 1
-        if self.l1 is not None:
-            self.l1.put(lkey, pair[0], pair[1], plan.ttl)
+        self.l1_fill(plan, lkey, bkey, pair, epoch)
         return value, pair, payload
 
     # -- attributes of the decorated function -------------------------------------
@@ -746,13 +875,33 @@ class CachedState:
 
     def clear(self, reset_stats: bool = False) -> int:
         plan = self.resolve()
-        self._check_sync_maintenance(plan)
         if reset_stats:
             self.reset_stats()
+        if self.coherence is not None:
+            # O(1) for every process: move the function's generation, so all of its
+            # keys change; the old entries expire by their TTL.
+            removed = len(self.l1) if self.l1 is not None else 0
+            self.bump_generation(self.gen_keys[0])
+            return removed
+        self._check_sync_maintenance(plan)
         removed = self.l1.clear() if self.l1 is not None else 0
         return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
 
+    def bump_generation(self, key: str) -> None:
+        """Increment one generation counter (failing open) and reset locally."""
+        try:
+            self.coherence.bump(key)
+        except Exception as exc:
+            plan = self.plan
+            if plan is not None:
+                self._backend_failed(plan, "generation bump", exc)
+        self.coherence_reset()
+
     async def aclear(self) -> int:
+        if self.coherence is not None:
+            import asyncio
+
+            return await asyncio.to_thread(self.clear)
         removed = self.l1.clear() if self.l1 is not None else 0
         plan = self.resolve()
         return removed + int(await self._abackend_call(plan, "clear", self.builder.prefix) or 0)
@@ -1068,19 +1217,22 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
     ) -> tuple[Any, tuple[Any, Any]]:
         """Return (value for this caller, (stored, loads) for waiters)."""
+        epoch = state.epoch
         hit = state.l1_lookup(lkey, refresh=False)  # filled while we queued?
         if hit is not _NO_HIT:
             return hit  # type: ignore[no-any-return]
-        if plan.backend is not None:
-            if bkey is None:
+        use_l2 = plan.backend is not None and state.l2_ready()
+        if use_l2:
+            if bkey is None or state.coherence is not None:  # the salt may have moved
                 bkey = builder.backend_key(args, kwargs)
             value, payload = state.l2_get(plan, bkey)
             if value is not MISSING:
-                return state.accept_l2(plan, lkey, bkey, value, payload, args, kwargs)
+                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
         counts[MISSES] += 1
         state.debug("miss", bkey, args, kwargs)
-        value, pair, payload = state.store(plan, lkey, func(*args, **kwargs))
-        if payload is not None and plan.backend is not None:
+        result = func(*args, **kwargs)
+        value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
+        if payload is not None and use_l2:
             state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
         return value, pair
 
@@ -1205,19 +1357,22 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
     async def compute(
         plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
     ) -> tuple[Any, tuple[Any, Any]]:
+        epoch = state.epoch
         hit = state.l1_lookup(lkey, refresh=False)
         if hit is not _NO_HIT:
             return hit  # type: ignore[no-any-return]
-        if plan.abackend is not None:
-            if bkey is None:
+        use_l2 = plan.abackend is not None and await state.al2_ready()
+        if use_l2:
+            if bkey is None or state.coherence is not None:
                 bkey = builder.backend_key(args, kwargs)
             value, payload = await state.al2_get(plan, bkey)
             if value is not MISSING:
-                return state.accept_l2(plan, lkey, bkey, value, payload, args, kwargs)
+                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
         counts[MISSES] += 1
         state.debug("miss", bkey, args, kwargs)
-        value, pair, payload = state.store(plan, lkey, await func(*args, **kwargs))
-        if payload is not None and plan.abackend is not None:
+        result = await func(*args, **kwargs)
+        value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
+        if payload is not None and use_l2:
             await state.al2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
         return value, pair
 

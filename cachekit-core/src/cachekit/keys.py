@@ -375,6 +375,7 @@ class KeyBuilder:
         "_sig",
         "key_func",
         "prefix",
+        "salt",
         "secret",
         "skip_first",
     )
@@ -395,6 +396,9 @@ class KeyBuilder:
         self.skip_first = skip_first
         self.key_func = key_func
         self.secret = secret
+        # Mixed into every digest: the backend's invalidation generations, so that
+        # bumping a generation moves every key of the function at once.
+        self.salt = b""
         sig: Any = None
         plain = _plain_signature(func)
         if plain is not None:
@@ -475,7 +479,7 @@ class KeyBuilder:
         return (*values, *map(type, values))
 
     def _digest_of(self, value: Any) -> str:
-        return digest(canonical_bytes(value, "key argument"), self.secret)
+        return digest(canonical_bytes(value, "key argument") + self.salt, self.secret)
 
     def backend_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The full key stored in the backend: ``cachekit:[ns:]module.qualname:digest``."""

@@ -30,26 +30,52 @@ def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None
     validate_namespace(namespace)
     wanted = {tags} if isinstance(tags, str) else set(tags or ())
     removed = 0
-    cleared_prefixes: set[tuple[int, str]] = set()
+    # Backends with generations: one counter increment per namespace/tag and backend
+    # invalidates every process, including functions this process never imported.
+    from cachekit.coherence import GENERATION_PREFIX
+
+    counters = ([f"{GENERATION_PREFIX}n:{namespace}"] if namespace is not None else []) + [
+        f"{GENERATION_PREFIX}t:{tag}" for tag in sorted(wanted)
+    ]
+    matching = [
+        state
+        for state in all_states()
+        if (namespace is not None and state.options.namespace == namespace)
+        or wanted.intersection(state.options.tags)
+    ]
+    # Counted before the bump: its notification may empty these L1s right away.
+    removed += sum(
+        len(state.l1) for state in matching if state.coherence is not None and state.l1 is not None
+    )
+    bumped: set[int] = set()
     for state in all_states():
-        opts = state.options
-        if (namespace is not None and opts.namespace == namespace) or wanted.intersection(
-            opts.tags
-        ):
+        coherence = state.coherence
+        if coherence is None or id(coherence) in bumped:
+            continue
+        bumped.add(id(coherence))
+        for key in counters:
+            try:
+                coherence.bump(key)
+            except Exception as exc:  # fail open, like every backend call
+                plan = state.plan
+                if plan is not None:
+                    state._backend_failed(plan, "generation bump", exc)
+    for state in matching:
+        if state.coherence is not None:
+            state.coherence_reset()  # don't wait for the notification
+        else:
             removed += state.clear()
-            plan = state.plan
-            if plan is not None:
-                backend = plan.backend if plan.backend is not None else plan.abackend
-                cleared_prefixes.add((id(backend), state.builder.prefix))
     if namespace is not None:
-        # Entries written by functions this process never imported live under the
-        # same prefix: clear it once per backend in use.
+        # Backends without generations: entries written by functions this process
+        # never imported live under the same prefix; clear it once per backend.
         prefix = f"cachekit:{namespace}:"
         seen: set[int] = set()
         for state in all_states():
             plan = state.plan
             backend = None if plan is None else (plan.backend or plan.abackend)
-            if plan is None or backend is None or id(backend) in seen:
+            if plan is None or backend is None or state.coherence is not None:
+                continue
+            if id(backend) in seen:
                 continue
             seen.add(id(backend))
             removed += int(state._backend_call(plan, "clear", prefix) or 0)

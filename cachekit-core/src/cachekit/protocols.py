@@ -12,7 +12,7 @@ This module imports only cachekit.constants.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from cachekit.constants import (
@@ -26,6 +26,7 @@ from cachekit.constants import (
 )
 
 __all__ = [
+    "Coherence",
     "CAP_INVALIDATION",
     "CAP_LOCKING",
     "CAP_NONBLOCKING",
@@ -100,6 +101,36 @@ class AsyncBackend(Protocol):
     async def health(self) -> dict[str, Any]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Coherence(Protocol):
+    """Cross-process invalidation, offered by backends that declare CAP_INVALIDATION.
+
+    A backend with that capability has a ``coherence()`` method returning one
+    shared object per endpoint with:
+
+    * ``generations(keys)``: the integer counters stored under ``keys`` (0 when
+      absent). cachekit mixes them into every key digest of a function, so bumping
+      one moves every key of that function, namespace or tag at once: O(1)
+      invalidation, old entries simply expire.
+    * ``bump(key)``: increment one counter and return its new value.
+    * ``listen(callback)``: call ``callback(keys)`` with the names of keys under
+      ``cachekit:`` that any process wrote, deleted or that expired, soon after it
+      happened (Redis: ``CLIENT TRACKING ... BCAST``); ``callback(None)`` when
+      notifications may have been lost (connection dropped, failover), so every
+      L1 fed by this backend must be dropped.
+    * ``healthy``: True while notifications flow. While False, cachekit caps the
+      lifetime of new L1 entries (see docs/backends/redis.md).
+    """
+
+    healthy: bool
+
+    def generations(self, keys: Sequence[str]) -> list[int]: ...
+
+    def bump(self, key: str) -> int: ...
+
+    def listen(self, callback: Callable[[Sequence[str] | None], None]) -> None: ...
 
 
 @runtime_checkable

@@ -9,13 +9,20 @@ name (``memory://shared``) share one store inside the process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic
 from typing import Any
 from urllib.parse import urlsplit
 
 from cachekit.errors import ConfigurationError
-from cachekit.protocols import CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL, MISSING, Missing
+from cachekit.protocols import (
+    CAP_INVALIDATION,
+    CAP_NONBLOCKING,
+    CAP_TRUSTED,
+    CAP_TTL,
+    MISSING,
+    Missing,
+)
 
 __all__ = ["AsyncMemoryBackend", "MemoryBackend", "from_url"]
 
@@ -26,6 +33,45 @@ class _Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: dict[str, tuple[bytes, float]] = {}
+        self.coherence = MemoryCoherence()
+
+
+class MemoryCoherence:
+    """Generations and change notifications for a memory store (see protocols.Coherence).
+
+    Notifications are delivered synchronously, in the writing thread, to every
+    listener: two decorated functions sharing ``memory://name`` in one process stay
+    coherent exactly like two processes sharing Redis.
+    """
+
+    healthy = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._listeners: list[Callable[[Sequence[str] | None], None]] = []
+
+    def generations(self, keys: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [self._counters.get(k, 0) for k in keys]
+
+    def bump(self, key: str) -> int:
+        with self._lock:
+            value = self._counters[key] = self._counters.get(key, 0) + 1
+        self.notify([key])
+        return value
+
+    def listen(self, callback: Callable[[Sequence[str] | None], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def notify(self, keys: Sequence[str] | None) -> None:
+        if keys is not None:
+            keys = [k for k in keys if k.startswith("cachekit:")]
+            if not keys:
+                return
+        for listener in list(self._listeners):
+            listener(keys)
 
 
 _named_stores: dict[str, _Store] = {}
@@ -55,7 +101,7 @@ def _expiry(ttl: float | None) -> float:
 class MemoryBackend:
     """Thread-safe in-process store. ``max_entries`` bounds it (oldest writes go first)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED})
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION})
 
     def __init__(self, name: str | None = None, *, max_entries: int = 100_000) -> None:
         if name:
@@ -91,6 +137,8 @@ class MemoryBackend:
         _check_key(key)
         with self._store.lock:
             item = self._store.items.pop(key, None)
+        if item is not None:
+            self._store.coherence.notify([key])
         return item is not None and item[1] > monotonic()
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
@@ -106,8 +154,12 @@ class MemoryBackend:
             for k, v in checked.items():
                 store.items.pop(k, None)
                 store.items[k] = (v, expires)
+            evicted = []
             while len(store.items) > self.max_entries:
-                del store.items[next(iter(store.items))]
+                oldest = next(iter(store.items))
+                del store.items[oldest]
+                evicted.append(oldest)
+        store.coherence.notify([*checked, *evicted])
 
     def delete_many(self, keys: Iterable[str]) -> int:
         return sum(self.delete(k) for k in keys)
@@ -117,6 +169,8 @@ class MemoryBackend:
             doomed = [k for k in self._store.items if k.startswith(prefix)]
             for k in doomed:
                 del self._store.items[k]
+        if doomed:
+            self._store.coherence.notify(doomed)
         return len(doomed)
 
     def ttl(self, key: str) -> float | Missing | None:
@@ -144,6 +198,10 @@ class MemoryBackend:
     def close(self) -> None:
         """Nothing to release; the store stays readable (like a connection pool)."""
 
+    def coherence(self) -> MemoryCoherence:
+        """Generations and change notifications of this store (capability "invalidation")."""
+        return self._store.coherence
+
     def to_async(self) -> AsyncMemoryBackend:
         return AsyncMemoryBackend(self)
 
@@ -151,7 +209,7 @@ class MemoryBackend:
 class AsyncMemoryBackend:
     """The async face of a :class:`MemoryBackend` (same store)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED})
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION})
 
     def __init__(self, sync: MemoryBackend | None = None, *, name: str | None = None) -> None:
         self.sync = sync if sync is not None else MemoryBackend(name)
@@ -189,6 +247,9 @@ class AsyncMemoryBackend:
 
     async def health(self) -> dict[str, Any]:
         return self.sync.health()
+
+    def coherence(self) -> MemoryCoherence:
+        return self.sync.coherence()
 
     async def close(self) -> None:
         self.sync.close()

@@ -1,0 +1,123 @@
+"""Keeping every process's L1 honest when another process changes the shared backend.
+
+Two mechanisms, both offered by backends with the ``invalidation`` capability
+(see :class:`cachekit.protocols.Coherence`):
+
+* **Generations** make "invalidate everything of X" O(1). Each function reads three
+  kinds of counters at its first call - its own, its namespace's and its tags' -
+  and mixes them into every key digest. ``invalidate_cache()`` (all entries),
+  ``cachekit.invalidate(namespace=...)`` and ``cachekit.invalidate(tags=...)``
+  increment one counter: every key of the affected functions changes at once, in
+  every process, and the old entries expire on their own TTL. No KEYS, no SCAN.
+* **Notifications** keep L1 coherent: the backend reports every key under
+  ``cachekit:`` that anyone writes, deletes or lets expire. A :class:`Router` per
+  backend endpoint maps each reported key to the function that owns it and drops
+  the matching L1 entry (or, for a generation counter, the function's whole L1 and
+  its cached generations). Notifications about this process's own writes are
+  recognised and ignored, so a miss does not evict the value it just stored.
+
+When the backend says notifications may have been lost (``callback(None)``),
+every L1 fed by that backend is dropped and, until notifications flow again, new
+L1 entries live at most :data:`DEGRADED_L1_TTL` seconds.
+
+Every operation here runs off the hit path: the router is called from the
+backend's listener thread, and the per-function bookkeeping from the miss path.
+"""
+
+from __future__ import annotations
+
+import weakref
+from _thread import allocate_lock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from cachekit.cached import CachedState
+
+__all__ = [
+    "DEGRADED_L1_TTL",
+    "GENERATION_PREFIX",
+    "Router",
+    "generation_keys",
+    "router_for",
+]
+
+#: Where generation counters live (under the prefix backends report on).
+GENERATION_PREFIX = "cachekit:gen:"
+#: Longest L1 lifetime while notifications are not known to flow, in seconds.
+DEGRADED_L1_TTL = 1.0
+
+
+def generation_keys(
+    function_prefix: str, namespace: str | None, tags: Sequence[str]
+) -> tuple[str, ...]:
+    """The counters a function's digests depend on: function, namespace, tags."""
+    keys = [GENERATION_PREFIX + "f:" + function_prefix.removeprefix("cachekit:")]
+    if namespace:
+        keys.append(f"{GENERATION_PREFIX}n:{namespace}")
+    keys.extend(f"{GENERATION_PREFIX}t:{tag}" for tag in tags)
+    return tuple(keys)
+
+
+def encode_generations(values: Sequence[int]) -> bytes:
+    """The salt mixed into digests; empty while every counter is 0 (keys stay stable)."""
+    if not any(values):
+        return b""
+    return b"|gen:" + ",".join(str(int(v)) for v in values).encode()
+
+
+class Router:
+    """Routes one backend's notifications to the functions that use it."""
+
+    def __init__(self, coherence: Any) -> None:
+        self.coherence = coherence
+        self._lock = allocate_lock()
+        self._by_prefix: dict[str, weakref.WeakSet[CachedState]] = {}
+        self._by_generation: dict[str, weakref.WeakSet[CachedState]] = {}
+        self._all: weakref.WeakSet[CachedState] = weakref.WeakSet()
+        self.notifications = 0
+        self.resets = 0
+
+    def register(self, state: CachedState, generation_keys: Sequence[str]) -> None:
+        with self._lock:
+            self._by_prefix.setdefault(state.builder.prefix, weakref.WeakSet()).add(state)
+            for key in generation_keys:
+                self._by_generation.setdefault(key, weakref.WeakSet()).add(state)
+            self._all.add(state)
+
+    def __call__(self, keys: Sequence[str | bytes] | None) -> None:
+        """The backend's listener callback (runs on the backend's thread)."""
+        if keys is None:
+            self.resets += 1
+            for state in list(self._all):
+                state.coherence_reset()
+            return
+        for raw in keys:
+            key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            self.notifications += 1
+            if key.startswith(GENERATION_PREFIX):
+                for state in list(self._by_generation.get(key, ())):
+                    state.coherence_reset()
+                continue
+            prefix, _, digest = key.rpartition(":")
+            for state in list(self._by_prefix.get(prefix + ":", ())):
+                state.coherence_key_changed(digest)
+
+
+_routers: dict[int, Router] = {}
+_routers_lock = allocate_lock()
+
+
+def router_for(coherence: Any) -> Router:
+    """The router of a coherence object, created (and subscribed) once."""
+    found = _routers.get(id(coherence))
+    if found is not None and found.coherence is coherence:
+        return found
+    with _routers_lock:
+        found = _routers.get(id(coherence))
+        if found is None or found.coherence is not coherence:
+            found = _routers[id(coherence)] = Router(coherence)
+            coherence.listen(found)
+    return found
