@@ -32,6 +32,7 @@ def test_the_client_configuration_is_pinned():
     assert kw["retry_on_timeout"] is False
     assert kw["retry_on_error"] == []
     assert kw["health_check_interval"] == 0
+    assert kw["protocol"] == 2
     retry = kw["retry"]
     assert retry._retries == 0
     conn = pool.make_connection()

@@ -836,6 +836,9 @@ class CachedState:
         return (None, *args) if self.skip_first else args
 
     def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        self.resolve()
+        if self.coherence is not None and not self.gens_ok:
+            self.refresh_generations()
         try:
             return self.builder.backend_key(self._key_args(args), kwargs)
         except _Unbindable:

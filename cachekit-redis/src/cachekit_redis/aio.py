@@ -9,34 +9,56 @@ that ends takes its client with it (weak references).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_TTL, MISSING, Missing
+from cachekit.constants import CAP_INVALIDATION, CAP_TTL, MISSING, Missing
 from cachekit_redis.backend import glob_escape, ttl_ms
 from cachekit_redis.clients import build_async_client
+from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
 __all__ = ["AsyncRedisBackend"]
 
+_instances: weakref.WeakSet[AsyncRedisBackend] = weakref.WeakSet()
+
+
+def _drop_clients() -> None:
+    """At exit, release clients while the modules their finalizers need still exist."""
+    import gc
+
+    for backend in list(_instances):
+        backend._clients.clear()
+    gc.collect()
+
+
+atexit.register(_drop_clients)
+
 
 class AsyncRedisBackend:
     """cachekit's AsyncBackend protocol on redis.asyncio."""
 
-    capabilities = frozenset({CAP_TTL})
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION})
 
     def __init__(self, url: str, **options: Any) -> None:
         self.settings = RedisSettings.from_env(**options)
+        self.url = url
         self.target = parse(url)
         self.endpoint = self.target.endpoint
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        _instances.add(self)
+
+    def coherence(self) -> RedisCoherence:
+        """Generations and change notifications (shared per URL within the process)."""
+        return coherence_for(self.url, self.target, self.settings)
 
     def __repr__(self) -> str:
         return f"AsyncRedisBackend({self.endpoint!r})"
@@ -47,6 +69,9 @@ class AsyncRedisBackend:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            # Clients of loops that have ended cannot be used (or closed) any more.
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                self._clients.pop(old, None)
             client = self._clients[loop] = build_async_client(self.target, self.settings)
         return client
 

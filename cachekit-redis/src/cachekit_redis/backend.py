@@ -7,8 +7,9 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_TTL, MISSING, Missing
+from cachekit.constants import CAP_INVALIDATION, CAP_TTL, MISSING, Missing
 from cachekit_redis.clients import build_sync_client
+from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
@@ -40,13 +41,18 @@ class RedisBackend:
     :class:`cachekit.errors.BackendError`; the decorator fails open on both.
     """
 
-    capabilities = frozenset({CAP_TTL})
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION})
 
     def __init__(self, url: str, **options: Any) -> None:
         self.settings = RedisSettings.from_env(**options)
+        self.url = url
         self.target = parse(url)
         self.endpoint = self.target.endpoint
         self.client = build_sync_client(self.target, self.settings)
+
+    def coherence(self) -> RedisCoherence:
+        """Generations and change notifications (shared per URL within the process)."""
+        return coherence_for(self.url, self.target, self.settings)
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.endpoint!r})"

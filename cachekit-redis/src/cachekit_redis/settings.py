@@ -114,6 +114,9 @@ class RedisSettings:
             "health_check_interval": self.health_check_interval,
             "client_name": self.client_name,
             "retry_on_timeout": False,
+            # RESP2, always: redis-py 8 switched its default to RESP3, whose push
+            # messages change how replies and notifications are read.
+            "protocol": 2,
             "retry_on_error": [],
             **dict(self.ssl),
         }

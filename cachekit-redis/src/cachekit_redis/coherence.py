@@ -1,0 +1,282 @@
+"""Generations and change notifications on Redis (cachekit.protocols.Coherence).
+
+* Generation counters are plain integer keys under ``cachekit:gen:`` (GET/INCR,
+  no expiry).
+* Change notifications use server-assisted client-side caching: one dedicated
+  connection per Redis primary runs ``CLIENT TRACKING ON REDIRECT <own id> BCAST
+  PREFIX cachekit:`` and ``SUBSCRIBE __redis__:invalidate``. Redis then reports every
+  key under ``cachekit:`` that any client writes, deletes, or that expires or is
+  evicted, within a round trip. RESP2 is enough (Redis >= 6).
+* A background thread per primary reads the notifications, pings every second
+  to notice a dead or frozen server, and reconnects with a capped backoff. When a
+  connection is lost, after every reconnect, and after a Sentinel failover moved
+  the master, it reports ``None`` ("notifications may have been lost") so cachekit
+  drops the L1s fed by this Redis; ``healthy`` is False until the stream is back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from time import monotonic
+from typing import Any
+
+from cachekit_redis.clients import build_sync_client
+from cachekit_redis.errors import translate
+from cachekit_redis.settings import RedisSettings
+from cachekit_redis.urls import Target
+
+__all__ = ["CHANNEL", "PREFIX", "RedisCoherence", "coherence_for"]
+
+log = logging.getLogger("cachekit.redis")
+
+PREFIX = "cachekit:"
+CHANNEL = b"__redis__:invalidate"
+_KEEPALIVE = 1.0  # seconds without traffic before a PING
+_MAX_BACKOFF = 1.0
+
+
+class RedisCoherence:
+    """One per Redis endpoint and process, shared by the sync and async backends."""
+
+    def __init__(self, target: Target, settings: RedisSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self.endpoint = target.endpoint
+        self.client = build_sync_client(target, settings)
+        self.healthy = False
+        self.reconnects = 0
+        self._listeners: list[Callable[[Sequence[str | bytes] | None], None]] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._connected_once = False
+
+    def __repr__(self) -> str:
+        return f"RedisCoherence({self.endpoint!r}, healthy={self.healthy})"
+
+    # -- generations -----------------------------------------------------------------
+
+    def generations(self, keys: Sequence[str]) -> list[int]:
+        self._ensure_started()
+        try:
+            if self.target.kind == "cluster":
+                values = self.client.mget_nonatomic(list(keys))
+            else:
+                values = self.client.mget(list(keys))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "MGET generations") from exc
+        return [int(v) if v is not None else 0 for v in values]
+
+    def bump(self, key: str) -> int:
+        try:
+            return int(self.client.incr(key))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "INCR generation") from exc
+
+    # -- notifications -----------------------------------------------------------------
+
+    def listen(self, callback: Callable[[Sequence[str | bytes] | None], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+        self._ensure_started()
+
+    def _emit(self, keys: Sequence[str | bytes] | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(keys)
+            except Exception:  # a broken listener must not stop the stream
+                log.exception("coherence listener failed")
+
+    def _ensure_started(self) -> None:
+        if self._threads and all(t.is_alive() for t in self._threads):
+            return
+        if not self._listeners:
+            return
+        with self._lock:
+            if self._threads and all(t.is_alive() for t in self._threads):
+                return
+            self._stop.clear()
+            thread = threading.Thread(
+                target=self._run, name=f"cachekit-coherence {self.endpoint}", daemon=True
+            )
+            self._threads = [thread]
+            thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            conns: list[Any] = []
+            try:
+                conns = self._connect_all()
+                if self._connected_once:
+                    self._emit(None)  # whatever happened while we were away is unknown
+                    self.reconnects += 1
+                self._connected_once = True
+                self.healthy = True
+                backoff = 0.05
+                self._serve(conns)
+            except Exception as exc:
+                log.debug("notification stream of %s interrupted: %r", self.endpoint, exc)
+            finally:
+                for conn in conns:
+                    with suppress(Exception):
+                        conn.disconnect()
+            if self.healthy:
+                self.healthy = False
+                self._emit(None)
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _addresses(self) -> list[dict[str, Any]]:
+        """Connection kwargs of every primary to subscribe to."""
+        t = self.target
+        if t.kind == "standalone":
+            return [dict(t.connection)]
+        auth: dict[str, Any] = {}
+        if t.username:
+            auth["username"] = t.username
+        if t.password:
+            auth["password"] = t.password
+        if t.kind == "sentinel":
+            host, port = self._sentinel_master()
+            return [{"host": host, "port": port, "db": t.db, **auth}]
+        self.client.nodes_manager.initialize()
+        return [
+            {"host": node.host, "port": node.port, **auth} for node in self.client.get_primaries()
+        ]
+
+    def _sentinel_master(self) -> tuple[str, int]:
+        pool = self.client.connection_pool
+        host, port = pool.sentinel_manager.discover_master(pool.service_name)
+        return str(host), int(port)
+
+    def _connect_all(self) -> list[Any]:
+        from redis.connection import Connection
+
+        conns = []
+        for kwargs in self._addresses():
+            cls = kwargs.pop("connection_class", Connection)
+            conn = cls(
+                **kwargs,
+                socket_timeout=self.settings.socket_timeout,
+                socket_connect_timeout=self.settings.socket_connect_timeout,
+                client_name="cachekit-coherence",
+                protocol=2,
+                retry=None,
+            )
+            conn.connect()
+            conn.send_command("CLIENT", "ID")
+            client_id = conn.read_response()
+            conn.send_command(
+                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", PREFIX
+            )
+            reply = conn.read_response()
+            if reply not in (b"OK", "OK"):
+                raise ConnectionError(f"CLIENT TRACKING refused: {reply!r}")
+            conn.send_command("SUBSCRIBE", CHANNEL)
+            conn.read_response()
+            conn.master_address = (kwargs.get("host"), kwargs.get("port"))
+            conns.append(conn)
+        return conns
+
+    def _serve(self, conns: list[Any]) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for conn in conns:
+            selector.register(conn._sock, selectors.EVENT_READ, conn)
+        last_traffic = {id(c): monotonic() for c in conns}
+        ping_sent: dict[int, float] = {}
+        dead_after = self.settings.socket_timeout + _KEEPALIVE
+        next_topology_check = monotonic() + _KEEPALIVE
+        try:
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.25):
+                    conn = key.data
+                    # Drain every reply already buffered on this connection.
+                    while True:
+                        message = conn.read_response()
+                        last_traffic[id(conn)] = monotonic()
+                        ping_sent.pop(id(conn), None)
+                        self._handle(message)
+                        if not conn.can_read(timeout=0):
+                            break
+                now = monotonic()
+                for conn in conns:
+                    cid = id(conn)
+                    if cid in ping_sent:
+                        if now - ping_sent[cid] > dead_after:
+                            raise TimeoutError("no reply to PING on the notification connection")
+                    elif now - last_traffic[cid] > _KEEPALIVE:
+                        conn.send_command("PING")
+                        ping_sent[cid] = now
+                if self.target.kind == "sentinel" and now >= next_topology_check:
+                    next_topology_check = now + _KEEPALIVE
+                    if self._sentinel_master() != tuple(conns[0].master_address):
+                        return  # failover: reconnect to the new master
+        finally:
+            selector.close()
+
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, list) or len(message) < 3:
+            return
+        kind = message[0]
+        if kind in (b"message", "message") and message[1] in (CHANNEL, CHANNEL.decode()):
+            data = message[2]
+            if data is None:
+                self._emit(None)  # FLUSHDB / FLUSHALL
+            elif isinstance(data, list):
+                self._emit(data)
+            else:
+                self._emit([data])
+
+
+_registry: dict[tuple[str, RedisSettings], RedisCoherence] = {}
+_registry_lock = threading.Lock()
+
+
+def coherence_for(url: str, target: Target, settings: RedisSettings) -> RedisCoherence:
+    """The process's coherence object for one URL (shared by sync and async backends)."""
+    key = (url, settings)
+    found = _registry.get(key)
+    if found is None:
+        with _registry_lock:
+            found = _registry.get(key)
+            if found is None:
+                found = _registry[key] = RedisCoherence(target, settings)
+    return found
+
+
+def _after_fork() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for coherence in _registry.values():
+        coherence._threads = []
+        coherence._lock = threading.Lock()
+        coherence.healthy = False
+        coherence._connected_once = True  # the child must treat its first connect as a gap
+
+
+def _shutdown() -> None:
+    """Stop the listener threads before the interpreter tears modules down."""
+    for coherence in list(_registry.values()):
+        coherence._stop.set()
+    for coherence in list(_registry.values()):
+        for thread in coherence._threads:
+            thread.join(timeout=0.5)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+atexit.register(_shutdown)
