@@ -8,10 +8,20 @@ registry rebuilt when a test changed what is installed or the environment.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from cachekit import plugins
+
+# tests/support (redis_servers, faults) and tests/ (redis_fixtures) importable from every test.
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+for _path in (os.path.join(_TESTS, "support"), _TESTS):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+# Real redis-server processes and fault injectors: see tests/redis_fixtures.py.
+pytest_plugins = ["redis_fixtures"]
 
 _VARIABLES = [name for name in os.environ if name.startswith("CACHEKIT_")] + ["REDIS_URL"]
 

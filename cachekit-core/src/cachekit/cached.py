@@ -28,7 +28,13 @@ from collections import OrderedDict
 from time import monotonic
 
 from cachekit.config import Settings, redact_url
-from cachekit.constants import CAP_INVALIDATION, CAP_NONBLOCKING, CAP_TRUSTED, MISSING
+from cachekit.constants import (
+    CAP_INVALIDATION,
+    CAP_LOCKING,
+    CAP_NONBLOCKING,
+    CAP_TRUSTED,
+    MISSING,
+)
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
@@ -147,6 +153,8 @@ class Options(_Record):
         "max_value_size": None,
         "compress": False,
         "fail_closed": False,
+        "distributed_lock": True,
+        "lock_lease": 10.0,
         "intent": "default",
         "require_backend": False,
     }
@@ -172,6 +180,8 @@ class Options(_Record):
         fail_closed: bool
         intent: str
         require_backend: bool
+        distributed_lock: bool
+        lock_lease: float
 
 
 class Plan(_Record):
@@ -340,6 +350,7 @@ class CachedState:
         self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
         self.own_writes: dict[str, int] = {}  # digests this process is writing
         self._coh_lock = allocate_lock()
+        self.locking = False  # stampede lock across processes (backends with "locking")
         _states.add(self)
 
     def __repr__(self) -> str:
@@ -381,8 +392,10 @@ class CachedState:
                 cfg = BreakerConfig(enabled=False)
             breaker = breaker_for(endpoint, cfg)
         chosen = backend if backend is not None else abackend
-        if chosen is not None and CAP_INVALIDATION in getattr(chosen, "capabilities", ()):
+        capabilities = getattr(chosen, "capabilities", ()) if chosen is not None else ()
+        if CAP_INVALIDATION in capabilities:
             self._attach_coherence(chosen)
+        self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
         encryptor = self._resolve_encryptor()
         if encryptor is not None and self.builder.secret is None:
             secret = getattr(encryptor, "digest_key", None)
@@ -502,6 +515,89 @@ class CachedState:
                 self.own_writes[digest] = n
             else:
                 self.own_writes.pop(digest, None)
+
+    # -- stampede protection across processes ---------------------------------------
+
+    def _lock_key(self, bkey: str) -> str:
+        # Outside the "cachekit:" prefix, so lock traffic never reaches L1 listeners.
+        return "cachekit-lock:" + bkey.removeprefix("cachekit:")
+
+    def l2_lock(self, plan: Plan, bkey: str) -> Any:
+        """Take the key's lock, or wait for its holder's value.
+
+        Returns ("found", value, payload) when another process stored the value
+        meanwhile, a token string when this process holds the lock, or None when
+        it should compute without one (backend trouble, or the holder outlived the
+        wait: a lease longer than the computation avoids that).
+        """
+        import time
+
+        token = os.urandom(16).hex()
+        lock_key = self._lock_key(bkey)
+        lease = float(self.options.lock_lease)
+        deadline = monotonic() + lease + 1.0
+        delay = 0.002
+        while True:
+            breaker = plan.breaker
+            if breaker is not None and not breaker.allow():
+                return None
+            try:
+                acquired = plan.backend.acquire_lock(lock_key, token, lease)
+            except Exception as exc:
+                self._backend_failed(plan, "lock", exc)
+                return None
+            if breaker is not None:
+                breaker.success()
+            if acquired:
+                return token
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            value, payload = self.l2_get(plan, bkey)
+            if value is not MISSING:
+                return ("found", value, payload)
+            if monotonic() > deadline:
+                return None
+
+    def l2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
+        try:
+            plan.backend.release_lock(self._lock_key(bkey), token)
+        except Exception as exc:  # the lease frees it anyway
+            self._backend_failed(plan, "unlock", exc)
+
+    async def al2_lock(self, plan: Plan, bkey: str) -> Any:
+        import asyncio
+
+        token = os.urandom(16).hex()
+        lock_key = self._lock_key(bkey)
+        lease = float(self.options.lock_lease)
+        deadline = monotonic() + lease + 1.0
+        delay = 0.002
+        while True:
+            breaker = plan.breaker
+            if breaker is not None and not breaker.allow():
+                return None
+            try:
+                acquired = await self._acall(plan, "acquire_lock", lock_key, token, lease)
+            except Exception as exc:
+                self._backend_failed(plan, "lock", exc)
+                return None
+            if breaker is not None:
+                breaker.success()
+            if acquired:
+                return token
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            value, payload = await self.al2_get(plan, bkey)
+            if value is not MISSING:
+                return ("found", value, payload)
+            if monotonic() > deadline:
+                return None
+
+    async def al2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
+        try:
+            await self._acall(plan, "release_lock", self._lock_key(bkey), token)
+        except Exception as exc:
+            self._backend_failed(plan, "unlock", exc)
 
     def l1_fill(self, plan: Plan, lkey: Any, bkey: str | None, pair: Any, epoch: int) -> None:
         """Put a miss's result into L1, unless an invalidation raced with it."""
@@ -1231,12 +1327,24 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             value, payload = state.l2_get(plan, bkey)
             if value is not MISSING:
                 return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
-        counts[MISSES] += 1
-        state.debug("miss", bkey, args, kwargs)
-        result = func(*args, **kwargs)
-        value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-        if payload is not None and use_l2:
-            state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        token = None
+        if use_l2 and state.locking:
+            assert bkey is not None
+            outcome = state.l2_lock(plan, bkey)
+            if type(outcome) is tuple:
+                _, value, payload = outcome
+                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+            token = outcome
+        try:
+            counts[MISSES] += 1
+            state.debug("miss", bkey, args, kwargs)
+            result = func(*args, **kwargs)
+            value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
+            if payload is not None and use_l2:
+                state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        finally:
+            if token is not None:
+                state.l2_unlock(plan, bkey, token)  # type: ignore[arg-type]
         return value, pair
 
     if arity < 0:
@@ -1371,12 +1479,24 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
             value, payload = await state.al2_get(plan, bkey)
             if value is not MISSING:
                 return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
-        counts[MISSES] += 1
-        state.debug("miss", bkey, args, kwargs)
-        result = await func(*args, **kwargs)
-        value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-        if payload is not None and use_l2:
-            await state.al2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        token = None
+        if use_l2 and state.locking:
+            assert bkey is not None
+            outcome = await state.al2_lock(plan, bkey)
+            if type(outcome) is tuple:
+                _, value, payload = outcome
+                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+            token = outcome
+        try:
+            counts[MISSES] += 1
+            state.debug("miss", bkey, args, kwargs)
+            result = await func(*args, **kwargs)
+            value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
+            if payload is not None and use_l2:
+                await state.al2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+        finally:
+            if token is not None:
+                await state.al2_unlock(plan, bkey, token)  # type: ignore[arg-type]
         return value, pair
 
     if arity < 0:

@@ -38,7 +38,7 @@ _CO_ASYNC_GENERATOR = 0x200
 #: The intent presets and their defaults. Any keyword given explicitly wins.
 INTENTS: dict[str, dict[str, Any]] = {
     # Only what you ask for: environment backend, no stampede protection.
-    "minimal": {"single_flight": False},
+    "minimal": {"single_flight": False, "distributed_lock": False},
     # Long-running services: environment backend (a warning when none is set),
     # circuit breaker and single flight on.
     "production": {"require_backend": True, "single_flight": True, "circuit_breaker": True},
@@ -105,7 +105,7 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
     values["tags"] = _tags(values.get("tags"))
     for name in ("key", "condition", "unless"):
         _check_callable(name, values.get(name))
-    for name in ("l1", "single_flight", "compress", "fail_closed"):
+    for name in ("l1", "single_flight", "compress", "fail_closed", "distributed_lock"):
         if name in values:
             _check_bool(name, values[name])
     include_self = values.get("include_self")
@@ -115,6 +115,11 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
         v = values.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigurationError(f"{name}= must be a positive integer, got {v!r}.")
+    lease = values.get("lock_lease")
+    if lease is not None and (
+        isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0 < lease < 86400
+    ):
+        raise ConfigurationError(f"lock_lease= must be seconds > 0, got {lease!r}.")
     mb = values.get("l1_max_size_mb")
     if mb is not None and (isinstance(mb, bool) or not isinstance(mb, (int, float)) or mb <= 0):
         raise ConfigurationError(f"l1_max_size_mb= must be a positive number, got {mb!r}.")
@@ -237,6 +242,8 @@ class CacheDecorator:
             max_value_size: int | None = ...,
             compress: bool = ...,
             fail_closed: bool = ...,
+            distributed_lock: bool = ...,
+            lock_lease: float = ...,
         ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def __call__(self, func: Any = None, /, **kwargs: Any) -> Any:

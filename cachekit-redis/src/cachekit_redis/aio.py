@@ -16,8 +16,8 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_INVALIDATION, CAP_TTL, MISSING, Missing
-from cachekit_redis.backend import glob_escape, ttl_ms
+from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
+from cachekit_redis.backend import RELEASE_SCRIPT, glob_escape, ttl_ms
 from cachekit_redis.clients import build_async_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
@@ -44,7 +44,7 @@ atexit.register(_drop_clients)
 class AsyncRedisBackend:
     """cachekit's AsyncBackend protocol on redis.asyncio."""
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION})
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, url: str, **options: Any) -> None:
         self.settings = RedisSettings.from_env(**options)
@@ -160,6 +160,19 @@ class AsyncRedisBackend:
         if ms == -1:
             return None
         return float(ms) / 1000.0
+
+    async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        try:
+            return bool(await self.client.set(key, token, nx=True, px=ttl_ms(lease)))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "SET NX (lock)") from exc
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        try:
+            script = self.client.register_script(RELEASE_SCRIPT)
+            return bool(await script(keys=[key], args=[token]))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
 
     async def ping(self) -> bool:
         try:

@@ -7,16 +7,24 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_INVALIDATION, CAP_TTL, MISSING, Missing
+from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
 from cachekit_redis.clients import build_sync_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
-__all__ = ["RedisBackend", "glob_escape", "ttl_ms"]
+__all__ = ["RELEASE_SCRIPT", "RedisBackend", "glob_escape", "ttl_ms"]
 
 _SCAN_COUNT = 1000
+
+#: Delete the lock only if it still holds our token (safe release).
+RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
 _DELETE_BATCH = 500
 
 
@@ -41,7 +49,7 @@ class RedisBackend:
     :class:`cachekit.errors.BackendError`; the decorator fails open on both.
     """
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION})
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, url: str, **options: Any) -> None:
         self.settings = RedisSettings.from_env(**options)
@@ -49,6 +57,7 @@ class RedisBackend:
         self.target = parse(url)
         self.endpoint = self.target.endpoint
         self.client = build_sync_client(self.target, self.settings)
+        self._release: Any = None
 
     def coherence(self) -> RedisCoherence:
         """Generations and change notifications (shared per URL within the process)."""
@@ -148,6 +157,22 @@ class RedisBackend:
         if ms == -1:
             return None
         return float(ms) / 1000.0
+
+    def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        """SET key token NX PX lease: True when this caller now holds the lock."""
+        try:
+            return bool(self.client.set(key, token, nx=True, px=ttl_ms(lease)))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "SET NX (lock)") from exc
+
+    def release_lock(self, key: str, token: str) -> bool:
+        """Delete the lock only while ``token`` holds it (a Lua compare-and-delete)."""
+        try:
+            if self._release is None:
+                self._release = self.client.register_script(RELEASE_SCRIPT)
+            return bool(self._release(keys=[key], args=[token]))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
 
     def ping(self) -> bool:
         try:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cachekit.errors import ConfigurationError
 from cachekit.protocols import (
     CAP_INVALIDATION,
+    CAP_LOCKING,
     CAP_NONBLOCKING,
     CAP_TRUSTED,
     CAP_TTL,
@@ -33,6 +34,7 @@ class _Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: dict[str, tuple[bytes, float]] = {}
+        self.locks: dict[str, tuple[str, float]] = {}  # key -> (token, expires)
         self.coherence = MemoryCoherence()
 
 
@@ -101,7 +103,7 @@ def _expiry(ttl: float | None) -> float:
 class MemoryBackend:
     """Thread-safe in-process store. ``max_entries`` bounds it (oldest writes go first)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION})
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, name: str | None = None, *, max_entries: int = 100_000) -> None:
         if name:
@@ -202,6 +204,25 @@ class MemoryBackend:
         """Generations and change notifications of this store (capability "invalidation")."""
         return self._store.coherence
 
+    def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        """Take ``key`` for ``lease`` seconds unless someone holds it (capability "locking")."""
+        now = monotonic()
+        with self._store.lock:
+            held = self._store.locks.get(key)
+            if held is not None and held[1] > now:
+                return False
+            self._store.locks[key] = (token, now + lease)
+            return True
+
+    def release_lock(self, key: str, token: str) -> bool:
+        """Release ``key`` if ``token`` still holds it."""
+        with self._store.lock:
+            held = self._store.locks.get(key)
+            if held is None or held[0] != token:
+                return False
+            del self._store.locks[key]
+            return True
+
     def to_async(self) -> AsyncMemoryBackend:
         return AsyncMemoryBackend(self)
 
@@ -209,7 +230,7 @@ class MemoryBackend:
 class AsyncMemoryBackend:
     """The async face of a :class:`MemoryBackend` (same store)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION})
+    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, sync: MemoryBackend | None = None, *, name: str | None = None) -> None:
         self.sync = sync if sync is not None else MemoryBackend(name)
@@ -250,6 +271,12 @@ class AsyncMemoryBackend:
 
     def coherence(self) -> MemoryCoherence:
         return self.sync.coherence()
+
+    async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        return self.sync.acquire_lock(key, token, lease)
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        return self.sync.release_lock(key, token)
 
     async def close(self) -> None:
         self.sync.close()
