@@ -253,7 +253,7 @@ def test_unknown_version_is_rejected():
             open_as(forged, open_kwargs)
 
 
-@pytest.mark.parametrize("flags", [0x08, 0x10, 0x80, 0xFF, FLAG_ENCRYPTED | FLAG_SIGNED])
+@pytest.mark.parametrize("flags", [0x10, 0x20, 0x80, 0xFF, FLAG_ENCRYPTED | FLAG_SIGNED])
 def test_unknown_or_contradictory_flags_are_rejected(flags):
     blob, open_kwargs = sealed("signed")
     forged = with_valid_crc(blob[:3] + bytes([flags]) + blob[4:])

@@ -370,3 +370,28 @@ def test_unknown_scheme_lists_what_is_available():
 
     with pytest.raises(PluginNotFoundError, match="memory"):
         f()
+
+
+def test_an_l1_copy_never_outlives_the_l2_entry():
+    import time as _time
+
+    from cachekit.envelope import seal
+
+    backend = DictBackend("expiry")
+    first, second, runs = twin_functions(backend, ttl=3600)
+    first(1)
+    key = first.cache_key(1)
+    payload = second.__cachekit__.resolve().serializer.serialize({"x": 1})
+    # Another process wrote this entry a while ago: the backend drops it in 0.5 s.
+    backend.store[key] = seal(payload, serializer="msgpack", key=key, expires_at=_time.time() + 0.5)
+    assert second(1) == {"x": 1}
+    assert runs == [1]
+    from cachekit.cached import monotonic
+
+    [entry] = second.__cachekit__.l1.data.values()
+    assert entry[0] - monotonic() <= 0.5
+    # An entry whose recorded expiry has passed is used once but not kept in L1.
+    third, _, _ = twin_functions(backend, ttl=3600)
+    backend.store[key] = seal(payload, serializer="msgpack", key=key, expires_at=_time.time() - 1)
+    assert third(1) == {"x": 1}
+    assert len(third.__cachekit__.l1) == 0

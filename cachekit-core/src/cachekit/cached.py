@@ -25,7 +25,7 @@ import os
 import weakref
 from _thread import allocate_lock, get_ident
 from collections import OrderedDict
-from time import monotonic
+from time import monotonic, time
 
 from cachekit.config import Settings, redact_url
 from cachekit.constants import (
@@ -552,9 +552,9 @@ class CachedState:
                 return token
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-            value, payload = self.l2_get(plan, bkey)
+            value, payload, expires = self.l2_get(plan, bkey)
             if value is not MISSING:
-                return ("found", value, payload)
+                return ("found", value, payload, expires)
             if monotonic() > deadline:
                 return None
 
@@ -587,9 +587,9 @@ class CachedState:
                 return token
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-            value, payload = await self.al2_get(plan, bkey)
+            value, payload, expires = await self.al2_get(plan, bkey)
             if value is not MISSING:
-                return ("found", value, payload)
+                return ("found", value, payload, expires)
             if monotonic() > deadline:
                 return None
 
@@ -599,12 +599,20 @@ class CachedState:
         except Exception as exc:
             self._backend_failed(plan, "unlock", exc)
 
-    def l1_fill(self, plan: Plan, lkey: Any, bkey: str | None, pair: Any, epoch: int) -> None:
+    def l1_fill(
+        self,
+        plan: Plan,
+        lkey: Any,
+        bkey: str | None,
+        pair: Any,
+        epoch: int,
+        lifetime: Any = UNSET,
+    ) -> None:
         """Put a miss's result into L1, unless an invalidation raced with it."""
         l1 = self.l1
         if l1 is None:
             return
-        ttl = plan.ttl
+        ttl: float | None = plan.ttl if lifetime is UNSET else lifetime
         coherence = self.coherence
         if coherence is not None:
             from cachekit.coherence import DEGRADED_L1_TTL
@@ -730,10 +738,10 @@ class CachedState:
 
     def _decode(self, plan: Plan, blob: Any, bkey: str) -> Any:
         """Turn a stored envelope into a value, or MISSING when it is unreadable."""
-        from cachekit.envelope import open_envelope
+        from cachekit.envelope import unseal
 
         try:
-            payload = open_envelope(
+            payload, header = unseal(
                 blob,
                 serializer=plan.ser_name,
                 key=bkey,
@@ -756,8 +764,8 @@ class CachedState:
                 self.name,
                 getattr(exc, "message", f"{type(exc).__name__}: {exc}"),
             )
-            return MISSING, None
-        return value, payload
+            return MISSING, None, None
+        return value, payload, header.expires_at
 
     def _seal(self, plan: Plan, payload: bytes, bkey: str) -> bytes:
         from cachekit.envelope import seal
@@ -769,21 +777,22 @@ class CachedState:
             encryptor=plan.encryptor,
             signer=plan.signer,
             compress=self.options.compress,
+            expires_at=None if plan.ttl is None else time() + plan.ttl,
         )
 
     def l2_get(self, plan: Plan, bkey: str) -> Any:
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
-            return MISSING, None
+            return MISSING, None, None
         try:
             blob = plan.backend.get(bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, None
+            return MISSING, None, None
         if breaker is not None:
             breaker.success()
         if blob is MISSING or blob is None:
-            return MISSING, None
+            return MISSING, None, None
         return self._decode(plan, blob, bkey)
 
     def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
@@ -817,12 +826,12 @@ class CachedState:
     async def al2_get(self, plan: Plan, bkey: str) -> Any:
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
-            return MISSING, None
+            return MISSING, None, None
         try:
             blob = await self._acall(plan, "get", bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, None
+            return MISSING, None, None
         except BaseException:  # cancelled: not the backend's fault
             if breaker is not None:
                 breaker.release_probe()
@@ -830,7 +839,7 @@ class CachedState:
         if breaker is not None:
             breaker.success()
         if blob is MISSING or blob is None:
-            return MISSING, None
+            return MISSING, None, None
         return self._decode(plan, blob, bkey)
 
     async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
@@ -885,12 +894,23 @@ class CachedState:
         payload: bytes,
         call: tuple[Any, Any],
         epoch: int,
+        expires_at: float | None = None,
     ) -> tuple[Any, tuple[Any, Any]]:
-        """Record an L2 hit and copy it into L1: (value, (stored, loads))."""
+        """Record an L2 hit and copy it into L1: (value, (stored, loads)).
+
+        The L1 copy never outlives the L2 entry: its lifetime is capped by the expiry
+        the writer recorded in the envelope.
+        """
         self.counts[L2_HITS] += 1
         self.debug("L2 hit", bkey, *call)
         pair = (value, None) if type(value) in IMMUTABLE_TYPES else (payload, plan.loads)
-        self.l1_fill(plan, lkey, bkey, pair, epoch)
+        ttl = plan.ttl
+        if expires_at is not None:
+            left = expires_at - time()
+            if left <= 0:
+                return value, pair  # already gone in L2: don't keep it in L1 either
+            ttl = left if ttl is None else min(ttl, left)
+        self.l1_fill(plan, lkey, bkey, pair, epoch, ttl)
         return value, pair
 
     def store(
@@ -1324,16 +1344,20 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         if use_l2:
             if bkey is None or state.coherence is not None:  # the salt may have moved
                 bkey = builder.backend_key(args, kwargs)
-            value, payload = state.l2_get(plan, bkey)
+            value, payload, expires = state.l2_get(plan, bkey)
             if value is not MISSING:
-                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+                return state.accept_l2(
+                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
+                )
         token = None
         if use_l2 and state.locking:
             assert bkey is not None
             outcome = state.l2_lock(plan, bkey)
             if type(outcome) is tuple:
-                _, value, payload = outcome
-                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+                _, value, payload, expires = outcome
+                return state.accept_l2(
+                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
+                )
             token = outcome
         try:
             counts[MISSES] += 1
@@ -1476,16 +1500,20 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         if use_l2:
             if bkey is None or state.coherence is not None:
                 bkey = builder.backend_key(args, kwargs)
-            value, payload = await state.al2_get(plan, bkey)
+            value, payload, expires = await state.al2_get(plan, bkey)
             if value is not MISSING:
-                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+                return state.accept_l2(
+                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
+                )
         token = None
         if use_l2 and state.locking:
             assert bkey is not None
             outcome = await state.al2_lock(plan, bkey)
             if type(outcome) is tuple:
-                _, value, payload = outcome
-                return state.accept_l2(plan, lkey, bkey, value, payload, (args, kwargs), epoch)
+                _, value, payload, expires = outcome
+                return state.accept_l2(
+                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
+                )
             token = outcome
         try:
             counts[MISSES] += 1

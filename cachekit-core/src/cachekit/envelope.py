@@ -4,9 +4,10 @@ Layout (version 1, all integers big-endian)::
 
     0   2  magic  b"CK"
     2   1  format version (1)
-    3   1  flags: 0x01 compressed (zlib), 0x02 encrypted, 0x04 signed
+    3   1  flags: 0x01 compressed (zlib), 0x02 encrypted, 0x04 signed, 0x08 expires
     4   4  CRC-32 of bytes 0-3 followed by every byte from offset 8 to the end
     8   1  length n of the serializer id, then n bytes of ASCII id
+    .   8  [expires] when the backend drops the entry, ms since the epoch (wall clock)
     .   1  [encrypted] length m of the key id, then m bytes of ASCII key id
     .  32  [signed] HMAC-SHA256 tag
     .   *  payload (serializer output; compressed, then encrypted, when flagged)
@@ -19,7 +20,7 @@ such error into a cache miss. Authentication (signature or AEAD tag) is checked
 before anything reaches a serializer, so unauthenticated pickle is never loaded.
 
 The signature and the encryption AAD both cover the format version, the flags,
-the serializer id, the key id and the full backend key: an envelope copied to
+the serializer id, the expiry, the key id and the full backend key: an envelope copied to
 another key, or relabelled as another serializer, fails authentication.
 """
 
@@ -38,11 +39,13 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
+    "FLAG_EXPIRES",
     "FLAG_SIGNED",
     "MAGIC",
     "VERSION",
     "Header",
     "open_envelope",
+    "unseal",
     "read_header",
     "seal",
 ]
@@ -52,7 +55,8 @@ VERSION = 1
 FLAG_COMPRESSED = 0x01
 FLAG_ENCRYPTED = 0x02
 FLAG_SIGNED = 0x04
-_KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED
+FLAG_EXPIRES = 0x08
+_KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED | FLAG_EXPIRES
 _SIG_SIZE = 32
 #: Largest payload :func:`open_envelope` inflates from a compressed envelope (512 MiB).
 DEFAULT_MAX_SIZE = 512 * 1024 * 1024
@@ -66,6 +70,12 @@ class Header(NamedTuple):
     key_id: str
     signature: bytes
     payload_offset: int
+    expires_ms: int | None = None  # wall-clock ms since the epoch; None = not recorded
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the writer's backend drops the entry (wall-clock seconds), if known."""
+        return None if self.expires_ms is None else self.expires_ms / 1000.0
 
 
 def _ascii_id(value: str, what: str) -> bytes:
@@ -84,7 +94,7 @@ def _decode_id(raw: bytes, what: str) -> str:
         raise EnvelopeError(f"envelope {what} is not ASCII (corrupted)") from None
 
 
-def _context(flags: int, serializer: str, key_id: str, key: str) -> bytes:
+def _context(flags: int, serializer: str, key_id: str, key: str, expires: bytes = b"") -> bytes:
     """What the signature and the AAD cover besides the payload."""
     return b"\x00".join(
         (
@@ -93,6 +103,7 @@ def _context(flags: int, serializer: str, key_id: str, key: str) -> bytes:
             serializer.encode("ascii"),
             key_id.encode("ascii"),
             key.encode("utf-8", "surrogatepass"),
+            expires,
         )
     )
 
@@ -105,9 +116,18 @@ def seal(
     encryptor: Encryptor | None = None,
     signer: Signer | None = None,
     compress: bool = False,
+    expires_at: float | None = None,
 ) -> bytes:
-    """Wrap serializer output for storage under backend key ``key``."""
+    """Wrap serializer output for storage under backend key ``key``.
+
+    ``expires_at`` (wall-clock seconds) records when the backend will drop the
+    entry, so a reader that copies it into L1 never keeps it longer.
+    """
     flags = 0
+    expires = b""
+    if expires_at is not None:
+        flags |= FLAG_EXPIRES
+        expires = int(expires_at * 1000).to_bytes(8, "big")
     if compress:
         packed = zlib.compress(payload, 1)
         if len(packed) < len(payload):
@@ -119,8 +139,8 @@ def seal(
         key_id = encryptor.key_id
     elif signer is not None:
         flags |= FLAG_SIGNED
-    ctx = _context(flags, serializer, key_id, key)
-    parts = [_ascii_id(serializer, "serializer id")]
+    ctx = _context(flags, serializer, key_id, key, expires)
+    parts = [_ascii_id(serializer, "serializer id"), expires]
     if encryptor is not None:
         parts.append(_ascii_id(key_id, "key id"))
         payload = encryptor.encrypt(payload, ctx)
@@ -151,6 +171,13 @@ def read_header(blob: bytes) -> Header:
     n = blob[pos]
     serializer_raw = blob[pos + 1 : pos + 1 + n]
     pos += 1 + n
+    expires_ms = None
+    if flags & FLAG_EXPIRES:
+        raw_expiry = blob[pos : pos + 8]
+        if len(raw_expiry) != 8:
+            raise EnvelopeError("envelope truncated in expiry")
+        expires_ms = int.from_bytes(raw_expiry, "big")
+        pos += 8
     key_id = ""
     signature = b""
     if flags & FLAG_ENCRYPTED:
@@ -170,7 +197,13 @@ def read_header(blob: bytes) -> Header:
     if len(serializer_raw) != n or n == 0 or pos > len(blob):
         raise EnvelopeError("envelope truncated in header")
     return Header(
-        version, flags, _decode_id(serializer_raw, "serializer id"), key_id, signature, pos
+        version,
+        flags,
+        _decode_id(serializer_raw, "serializer id"),
+        key_id,
+        signature,
+        pos,
+        expires_ms,
     )
 
 
@@ -184,7 +217,29 @@ def open_envelope(
     require_authentication: bool = False,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> bytes:
-    """Return the serializer payload stored in ``blob`` for backend key ``key``.
+    """Return the serializer payload stored in ``blob`` (see :func:`unseal`)."""
+    return unseal(
+        blob,
+        serializer=serializer,
+        key=key,
+        encryptor=encryptor,
+        signer=signer,
+        require_authentication=require_authentication,
+        max_size=max_size,
+    )[0]
+
+
+def unseal(
+    blob: bytes,
+    *,
+    serializer: str,
+    key: str,
+    encryptor: Encryptor | None = None,
+    signer: Signer | None = None,
+    require_authentication: bool = False,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> tuple[bytes, Header]:
+    """Return (payload, header) of the envelope ``blob`` stored under backend key ``key``.
 
     Raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
     authentication, a compressed payload that would expand beyond ``max_size``
@@ -198,7 +253,8 @@ def open_envelope(
         )
     payload = bytes(blob)[header.payload_offset :]
     flags = header.flags
-    ctx = _context(flags, header.serializer, header.key_id, key)
+    expires = b"" if header.expires_ms is None else header.expires_ms.to_bytes(8, "big")
+    ctx = _context(flags, header.serializer, header.key_id, key, expires)
     if flags & FLAG_ENCRYPTED:
         if encryptor is None:
             raise EnvelopeError("entry is encrypted but this cache has no encryptor")
@@ -226,4 +282,4 @@ def open_envelope(
             )
         if not inflater.eof or inflater.unused_data:
             raise EnvelopeError("compressed payload is corrupt: truncated or trailing data")
-    return payload
+    return payload, header
