@@ -47,8 +47,19 @@ class Backend(Protocol):
 
     ``endpoint`` identifies the server (``"redis://host:6379/0"``, never with a
     password) so that every function using it shares one circuit breaker.
-    Backends raise their own exceptions on failure; the decorator treats any
-    exception from a backend as a transient failure and fails open.
+    Backends raise their own exceptions on failure; the decorator fails open on
+    any of them, and counts ``OSError``/``TimeoutError`` (and so
+    :class:`cachekit.errors.BackendUnavailableError`) towards the circuit breaker.
+
+    Optional capabilities, declared in ``capabilities``:
+
+    * ``"locking"``: ``acquire_lock(key, token, lease) -> bool`` takes ``key`` for
+      ``lease`` seconds unless it is held; ``release_lock(key, token) -> bool``
+      frees it only while ``token`` holds it. Used for stampede protection across
+      processes.
+    * ``"invalidation"``: ``coherence()`` returns a :class:`Coherence` shared per
+      endpoint (generations and change notifications).
+    * ``"ttl"``: ``ttl(key)`` returns seconds left, None, or MISSING.
     """
 
     endpoint: str

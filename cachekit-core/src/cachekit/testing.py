@@ -208,6 +208,41 @@ class _BackendSettings:
         return f"{self.key_prefix}{uuid.uuid4().hex[:16]}:"
 
 
+def _check_coherence(
+    backend: Any, deadline: float, poll: float
+) -> tuple[str, str, list[str], float]:
+    """Generations and notifications of a backend declaring CAP_INVALIDATION."""
+    coherence_of: Any = getattr(backend, "coherence", None)
+    _check(callable(coherence_of), "a backend declaring 'invalidation' needs coherence()")
+    coherence = coherence_of()
+    token = uuid.uuid4().hex[:16]
+    counter = f"cachekit:gen:conformance-{token}"
+    _check(coherence.generations([counter]) == [0], "an unknown generation counter is not 0")
+    _check(coherence.bump(counter) == 1, "bump() of a new counter did not return 1")
+    _check(coherence.bump(counter) == 2, "the second bump() did not return 2")
+    _check(coherence.generations([counter]) == [2], "generations() did not see the bumps")
+    seen: list[str] = []
+
+    def listener(keys: Any) -> None:
+        if keys is not None:
+            seen.extend(k.decode() if isinstance(k, bytes) else str(k) for k in keys)
+
+    coherence.listen(listener)
+    end = time.monotonic() + deadline
+    while not coherence.healthy:
+        if time.monotonic() > end:
+            _fail(f"coherence().healthy did not become True within {deadline}s")
+        time.sleep(poll)
+    return counter, f"cachekit:conformance-{token}:k", seen, end
+
+
+def _wait_seen(seen: list[str], key: str, end: float, poll: float, what: str) -> None:
+    while key not in seen:
+        if time.monotonic() > end:
+            _fail(f"no change notification for {what} of {key!r} before the deadline")
+        time.sleep(poll)
+
+
 def _check_endpoint(backend: Any, secret: str | None) -> None:
     endpoint = getattr(backend, "endpoint", None)
     _check(
@@ -511,6 +546,50 @@ class BackendConformance(_BackendSettings):
                 isinstance(left, (int, float)) and 0 < left <= self.long_ttl,
                 f"ttl() of an entry set with ttl={self.long_ttl} returned {left!r}",
             )
+
+    # -- optional capabilities ----------------------------------------------------
+
+    def test_a_lock_is_exclusive_and_released_only_by_its_token(self) -> None:
+        with self._opened() as (b, ns):
+            if CAP_LOCKING not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'locking' capability")
+            key = ns + "lock"
+            lock = b.acquire_lock  # type: ignore[attr-defined]
+            release = b.release_lock  # type: ignore[attr-defined]
+            _check(lock(key, "t1", self.long_ttl) is True, "acquire_lock() of a free key failed")
+            _check(lock(key, "t2", self.long_ttl) is False, "a held lock was acquired again")
+            _check(release(key, "t2") is False, "release_lock() with another token succeeded")
+            _check(release(key, "t1") is True, "release_lock() by its holder failed")
+            _check(lock(key, "t2", self.long_ttl) is True, "the lock was not free after release")
+            release(key, "t2")
+
+    def test_a_lock_is_free_again_after_its_lease(self) -> None:
+        with self._opened() as (b, ns):
+            if CAP_LOCKING not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'locking' capability")
+            key = ns + "lease"
+            b.acquire_lock(key, "dead-holder", self.short_ttl)  # type: ignore[attr-defined]
+            deadline = time.monotonic() + self.expiry_deadline
+            while not b.acquire_lock(key, "next", self.long_ttl):  # type: ignore[attr-defined]
+                if time.monotonic() > deadline:
+                    _fail(f"a lock with a {self.short_ttl}s lease was still held")
+                time.sleep(self.poll_interval)
+            b.release_lock(key, "next")  # type: ignore[attr-defined]
+
+    def test_generations_and_change_notifications(self) -> None:
+        with self._opened() as (b, _):
+            if CAP_INVALIDATION not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'invalidation' capability")
+            counter, key, seen, end = _check_coherence(b, self.expiry_deadline, self.poll_interval)
+            try:
+                b.set(key, b"v")
+                _wait_seen(seen, key, end, self.poll_interval, "a write")
+                seen.clear()
+                b.delete(key)
+                _wait_seen(seen, key, end, self.poll_interval, "a delete")
+            finally:
+                b.delete(key)
+                b.delete(counter)
 
     # -- robustness ---------------------------------------------------------------
 
@@ -854,6 +933,55 @@ class AsyncBackendConformance(_BackendSettings):
                 isinstance(left, (int, float)) and 0 < left <= self.long_ttl,
                 f"ttl() of an entry set with ttl={self.long_ttl} returned {left!r}",
             )
+
+        self._run(body)
+
+    # -- optional capabilities ----------------------------------------------------
+
+    def test_a_lock_is_exclusive_and_released_only_by_its_token(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_LOCKING not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'locking' capability")
+            key = ns + "lock"
+            lock = b.acquire_lock  # type: ignore[attr-defined]
+            release = b.release_lock  # type: ignore[attr-defined]
+            _check(await lock(key, "t1", self.long_ttl) is True, "acquire_lock() failed")
+            _check(await lock(key, "t2", self.long_ttl) is False, "a held lock was taken again")
+            _check(await release(key, "t2") is False, "release_lock() with another token worked")
+            _check(await release(key, "t1") is True, "release_lock() by its holder failed")
+            _check(await lock(key, "t2", self.long_ttl) is True, "the lock was not free again")
+            await release(key, "t2")
+
+        self._run(body)
+
+    def test_a_lock_is_free_again_after_its_lease(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_LOCKING not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'locking' capability")
+            key = ns + "lease"
+            await b.acquire_lock(key, "dead-holder", self.short_ttl)  # type: ignore[attr-defined]
+            deadline = time.monotonic() + self.expiry_deadline
+            while not await b.acquire_lock(key, "next", self.long_ttl):  # type: ignore[attr-defined]
+                if time.monotonic() > deadline:
+                    _fail(f"a lock with a {self.short_ttl}s lease was still held")
+                await asyncio.sleep(self.poll_interval)
+            await b.release_lock(key, "next")  # type: ignore[attr-defined]
+
+        self._run(body)
+
+    def test_generations_and_change_notifications(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_INVALIDATION not in getattr(b, "capabilities", ()):
+                _skip("the backend does not declare the 'invalidation' capability")
+            counter, key, seen, end = await asyncio.to_thread(
+                _check_coherence, b, self.expiry_deadline, self.poll_interval
+            )
+            try:
+                await b.set(key, b"v")
+                await asyncio.to_thread(_wait_seen, seen, key, end, self.poll_interval, "a write")
+            finally:
+                await b.delete(key)
+                await b.delete(counter)
 
         self._run(body)
 
