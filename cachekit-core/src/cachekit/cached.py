@@ -391,11 +391,6 @@ class CachedState:
             elif cfg is False:
                 cfg = BreakerConfig(enabled=False)
             breaker = breaker_for(endpoint, cfg)
-        chosen = backend if backend is not None else abackend
-        capabilities = getattr(chosen, "capabilities", ()) if chosen is not None else ()
-        if CAP_INVALIDATION in capabilities:
-            self._attach_coherence(chosen)
-        self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
         encryptor = self._resolve_encryptor()
         if encryptor is not None and self.builder.secret is None:
             secret = getattr(encryptor, "digest_key", None)
@@ -423,6 +418,11 @@ class CachedState:
                 endpoint = None
                 breaker = None
             require_auth = not trusted
+        chosen = backend if backend is not None else abackend
+        capabilities = getattr(chosen, "capabilities", ()) if chosen is not None else ()
+        if CAP_INVALIDATION in capabilities:
+            self._attach_coherence(chosen)
+        self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
         max_value = opts.max_value_size or settings.max_value_size
         return Plan(
             enabled=settings.enabled,
