@@ -10,6 +10,9 @@ Session scope means one per xdist worker; session fixtures start lazily, on firs
                            target: a RedisServer, (host, port), "host:port" or a port, None ->
                            the shared server, reset; mode: a name or ("delay", 0.5)-style tuple
     full_backlog_listener  function: a FullBacklogListener (connects to it time out)
+    report_figures         function: report_figures(line) prints a measured figure and repeats
+                           it in the "figures" section of the terminal summary (which, unlike
+                           a print in a pytest-xdist worker, reaches the terminal)
     redis_cluster          session: LocalRedisCluster, 3 masters (tests: xdist_group("cluster"))
     clean_redis_cluster    function: redis_cluster with every node up and all data flushed
     redis_sentinel         session: LocalRedisSentinel, master + replica + one sentinel
@@ -150,6 +153,34 @@ def full_backlog_listener() -> Iterator[FullBacklogListener]:
         yield listener
     finally:
         listener.close()
+
+
+_FIGURES = "figures"
+
+
+@pytest.fixture
+def report_figures(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    def report(line: str) -> None:
+        print(f"\n{line}")
+        record_property(_FIGURES, line)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List every figure reported by a test, in source order, under a "figures" heading."""
+    lines = sorted(
+        (report.location[0], report.location[1] or 0, report.nodeid, index, str(value))
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for index, (name, value) in enumerate(getattr(report, "user_properties", ()))
+        if name == _FIGURES
+    )
+    if lines:
+        terminalreporter.section(_FIGURES)
+        for *_, line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -54,9 +54,11 @@ def test_a_killed_lock_holder_is_recovered_within_the_lease(redis_url):
     holder = run_child(redis_url, "hold", "orphan", 0, 1, work=30)
     assert holder.stdout.readline().startswith("CALLING")
     deadline = time.monotonic() + 10
-    while not list(client.scan_iter("cachekit-lock:*")) and time.monotonic() < deadline:
+    # Wait until the holder is inside the function (lock taken, computation counted).
+    while client.get("computations:orphan") != b"1" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert list(client.scan_iter("cachekit-lock:*")), "the holder never took the lock"
+    assert client.get("computations:orphan") == b"1"
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(10)
     waiter = run_child(redis_url, "after-holder", "orphan", 0, 1, work=0.05)

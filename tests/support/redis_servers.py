@@ -5,7 +5,7 @@ stopped by pid. Nothing here ever talks to the machine's shared Redis on 6379.
 
     server = RedisServer(maxmemory="1mb", maxmemory_policy="noeviction")
     server.client().set("k", b"v")
-    server.kill(); server.restart()      # same port, empty data
+    server.kill(); server.restart()      # same port, always empty (no RDB is ever loaded)
     server.cleanup()                     # stop + remove the temp dir (idempotent)
 
 Leaks are prevented three ways: the pytest fixtures clean up in finalizers, an ``atexit`` hook
@@ -278,11 +278,71 @@ def _setpriv_supports_pdeathsig(setpriv: str) -> bool:
     return _pdeathsig_ok
 
 
-def _temp_dir(name: str) -> Path:
+_OWNER_FILE = ".cachekit-owner"
+
+
+def _temp_base() -> str:
     base = tempfile.gettempdir()
     if len(base) > 40 and os.path.isdir("/tmp"):
         base = "/tmp"  # keep unix socket paths well under the 107-byte limit
-    return Path(tempfile.mkdtemp(prefix=f"cachekit-{name}-", dir=base))
+    return base
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot): tells a pid from its reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _temp_dir(name: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=f"cachekit-{name}-", dir=_temp_base()))
+    (path / _OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    return path
+
+
+_swept = False
+
+
+def sweep_stale_dirs() -> int:
+    """Remove leftovers of test processes that died without cleaning up (SIGKILL, SIGTERM).
+
+    Only dirs carrying our owner file are considered, and only when the owning process
+    (pid + start time) is gone; a redis-server still running in such a dir (its working
+    directory) is SIGKILLed first. Returns the number of dirs removed.
+    """
+    removed = 0
+    for path in Path(_temp_base()).glob("cachekit-*"):
+        try:
+            pid_text, start = (path / _OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        pid = int(pid_text)
+        if _start_time(pid) == start:
+            continue  # the owner is alive
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(proc / "cwd")
+                exe = os.path.basename(os.readlink(proc / "exe"))
+            except OSError:
+                continue
+            if exe.startswith("redis-") and (cwd == str(path) or cwd.startswith(f"{path} ")):
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _sweep_once() -> None:
+    global _swept
+    if not _swept:
+        _swept = True
+        with contextlib.suppress(OSError):
+            sweep_stale_dirs()
 
 
 def _ping(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -341,6 +401,7 @@ class RedisServer:
     ) -> None:
         self.server_binary, self.cli_binary = redis_binaries()
         self.version = redis_version()
+        _sweep_once()
         self.name = name
         self.host = HOST
         self.startup_timeout = startup_timeout
@@ -359,8 +420,8 @@ class RedisServer:
         self._reservation = PortReservation()
         self.port: int = self._reservation.port
         self._bus_reservation: PortReservation | None = None
-        if cluster and self.version >= (7, 0, 0):
-            self._bus_reservation = PortReservation()
+        if cluster:
+            self._reserve_bus_port()
         self._paused = False
         self._original_config: dict[str, str] = {}
         self._closed = False
@@ -394,7 +455,7 @@ class RedisServer:
         """Cluster bus port (cluster servers only)."""
         if not self.cluster:
             return None
-        return self._bus_reservation.port if self._bus_reservation else self.port + 10000
+        return self._bus_reservation.port if self._bus_reservation else None
 
     @property
     def pid(self) -> int | None:
@@ -430,7 +491,7 @@ class RedisServer:
             opts["cluster-node-timeout"] = "1000"
             # Keys on live masters keep working while one master is down.
             opts["cluster-require-full-coverage"] = "no"
-            if self._bus_reservation is not None:
+            if self._bus_reservation is not None and self.version >= (7, 0, 0):
                 opts["cluster-port"] = str(self._bus_reservation.port)
         return opts
 
@@ -465,16 +526,35 @@ class RedisServer:
                     raise
             return self  # pragma: no cover
 
+    def _reserve_bus_port(self) -> None:
+        """Redis >= 7: any free port (cluster-port). Older: the fixed port + 10000 must be free."""
+        if self.version >= (7, 0, 0):
+            self._bus_reservation = PortReservation()
+            return
+        for _ in range(100):
+            if self.port + 10000 <= 65535:
+                with contextlib.suppress(OSError):
+                    self._bus_reservation = PortReservation(self.port + 10000)
+                    return
+            self._reservation.release()
+            self._reservation = PortReservation()
+            self.port = self._reservation.port
+        raise RedisSetupError("no free port pair (port, port + 10000) for a cluster node")
+
     def _move_to_new_ports(self) -> None:
         self._reservation.release()
         self._reservation = PortReservation()
         self.port = self._reservation.port
         if self._bus_reservation is not None:
             self._bus_reservation.release()
-            self._bus_reservation = PortReservation()
+            self._bus_reservation = None
+            self._reserve_bus_port()
 
     def _spawn(self) -> None:
         self._paused = False
+        # A replica's full sync leaves a dump.rdb behind; a (re)start always begins empty.
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "dump.rdb").unlink()
         with open(self.stdout_path, "ab") as out:
             self.process = subprocess.Popen(
                 _setpriv_prefix() + self.command(),
@@ -631,14 +711,13 @@ class RedisServer:
             client.close()
 
     def config_get(self, name: str) -> str | None:
-        reply = self.execute("CONFIG", "GET", name)
-        values = (
-            dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) else reply
-        )
-        value = values.get(name.encode()) if values else None
-        if value is None and values:
-            value = values.get(name)
-        return value.decode() if isinstance(value, bytes) else value
+        """One config value as a string (None if the server has no such setting)."""
+        client = self.client(decode_responses=True)
+        try:
+            value = client.config_get(name).get(name)
+        finally:
+            client.close()
+        return None if value is None else str(value)
 
     def config_set(self, name: str, value: object) -> None:
         """CONFIG SET; the first value seen is remembered and restored by reset()."""
@@ -784,11 +863,13 @@ class LocalRedisCluster:
     def __init__(self, masters: int = 3, *, timeout: float = 30.0, name: str = "cluster") -> None:
         started = time.monotonic()
         self.nodes: list[RedisServer] = []
+        self._slot_owner: list[int] | None = None
         try:
             for index in range(masters):
                 self.nodes.append(RedisServer(name=f"{name}{index}", cluster=True))
             self._create(timeout)
             self.wait_ok(timeout)
+            self.refresh_slots()
         except BaseException:
             self.cleanup()
             raise
@@ -837,16 +918,31 @@ class LocalRedisCluster:
         return redis.cluster.RedisCluster(**settings)
 
     def node_for_key(self, key: str | bytes) -> int:
-        """Index in ``nodes`` of the master that owns ``key``'s slot (asks a live node)."""
+        """Index in ``nodes`` of the master that owns ``key``'s slot (works with nodes down).
+
+        Slot ownership never moves in this cluster (no replicas, no resharding), so the map
+        read once from CLUSTER SLOTS is kept; refresh_slots() re-reads it.
+        """
         slot = redis.cluster.key_slot(key.encode() if isinstance(key, str) else key)
+        if self._slot_owner is None:
+            self.refresh_slots()
+        assert self._slot_owner is not None
+        return self._slot_owner[slot]
+
+    def refresh_slots(self) -> None:
         for node in self.nodes:
             if not node.is_alive() or node.paused:
                 continue
+            owners = [-1] * 16384
             for entry in node.execute("CLUSTER", "SLOTS"):
                 start, end, owner = entry[0], entry[1], entry[2]
-                if start <= slot <= end:
-                    return self._index_of(int(owner[1]))
-        raise RuntimeError(f"no live node knows the owner of slot {slot}")
+                index = self._index_of(int(owner[1]))
+                for slot in range(start, end + 1):
+                    owners[slot] = index
+            if -1 not in owners:
+                self._slot_owner = owners
+                return
+        raise RedisSetupError("no live node reports an owner for every slot")
 
     def _index_of(self, port: int) -> int:
         for index, node in enumerate(self.nodes):
@@ -1090,8 +1186,8 @@ class LocalRedisSentinel:
     def wait_sentinel_ready(self, timeout: float = 20.0) -> None:
         """Wait until Sentinel reports our master and sees the replica up, as a replica.
 
-        (Not its master-link-status: Sentinel refreshes that from the replica's INFO only every
-        10 s, and a briefly-down link does not stop it from promoting the replica.)
+        (Not its master-link-status or role-reported: Sentinel refreshes those from the replica's
+        INFO only every 10 s, and neither stops it from promoting the replica.)
         """
         deadline = time.monotonic() + timeout
         problem = "no answer"
@@ -1107,7 +1203,6 @@ class LocalRedisSentinel:
                         if (
                             int(fields.get("port", 0)) == self.replica.port
                             and fields.get("flags") == "slave"
-                            and fields.get("role-reported", "slave") == "slave"
                         ):
                             return
             except redis.RedisError as exc:
@@ -1160,15 +1255,42 @@ class LocalRedisSentinel:
         self._set_replicaof(new, None)
         self._set_replicaof(old, new)
         self._wait_role(new, "master", deadline)
+        self.wait_sentinel_settled(max(1.0, deadline - time.monotonic()))
         # Sentinel would demote the old master itself, but only after ~8-18 s; do it now.
         if kill or not old.is_alive():
             old.restart()
         else:
+            # As Sentinel's own reconfiguration does: drop the clients still connected to
+            # the old master, or they would keep reading from (and failing to write to) a
+            # replica with no reason to ask Sentinel where the master went.
             old.execute("REPLICAOF", new.host, str(new.port))
+            old.execute("CLIENT", "KILL", "TYPE", "normal")
+            old.execute("CLIENT", "KILL", "TYPE", "pubsub")
         self._wait_replication(new, old, max(1.0, deadline - time.monotonic()))
         self.wait_sentinel_ready(max(1.0, deadline - time.monotonic()))
         self.last_failover_seconds = time.monotonic() - started
         return new
+
+    def wait_sentinel_settled(self, timeout: float = 20.0) -> None:
+        """Wait until Sentinel's failover is over and its new link to the master has a PONG.
+
+        After +switch-master Sentinel opens a fresh link to the new master; until that link
+        has answered a PING, a slow first reply can make Sentinel flag the new master s_down
+        and fail over straight back. ``last-ping-sent`` is 0 only once a PONG came back.
+        """
+        deadline = time.monotonic() + timeout
+        state: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                state = _pairs(self._sentinel_execute("SENTINEL", "MASTER", self.service_name))
+                if (
+                    int(state.get("port", 0)) == self.master.port
+                    and state.get("flags") == "master"
+                    and state.get("last-ping-sent") == "0"
+                ):
+                    return
+            time.sleep(0.02)
+        raise RedisSetupError(f"Sentinel did not settle on {self.master!r}: {state}")
 
     @staticmethod
     def _wait_role(server: RedisServer, role: str, deadline: float) -> None:

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -118,6 +117,16 @@ def test_kill_then_restart_comes_back_on_the_same_port_without_data(make_redis_s
     server.restart()
     assert server.port == port and server.pid != first_pid
     assert server.client().get("k") is None  # --save "": a restart loses everything
+
+
+def test_a_restarted_replica_starts_empty_too(make_redis_server):
+    master = make_redis_server()
+    master.client().set("k", b"v")
+    replica = make_redis_server("--replicaof", master.host, str(master.port))
+    wait_until(lambda: replica.client().get("k") == b"v")  # a full sync wrote dump.rdb
+    master.kill()
+    replica.restart()
+    assert replica.client().dbsize() == 0
 
 
 def test_a_killed_server_port_stays_reserved_while_it_is_down(make_redis_server):
@@ -259,6 +268,7 @@ def test_make_redis_server_cleans_up_even_when_the_test_fails(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
         cwd=tmp_path,
+        env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),  # only our plugin
         capture_output=True,
         text=True,
         timeout=60,
@@ -314,12 +324,35 @@ def test_servers_die_with_a_test_process_killed_with_sigkill():
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         proc.stdout.close()
-    wait_until(lambda: not _pid_alive(int(pid)), timeout=5)
-    import shutil
+    wait_until(lambda: not _pid_alive(int(pid)), timeout=5)  # PR_SET_PDEATHSIG
+    assert Path(folder).exists()  # nobody was left to remove it...
+    redis_servers.sweep_stale_dirs()
+    assert not Path(folder).exists()  # ...until the next test process sweeps it
 
-    shutil.rmtree(
-        folder, ignore_errors=True
-    )  # no Python left to remove it: only the process matters
+
+def test_the_sweep_kills_servers_orphaned_by_a_killed_test_process():
+    proc = _run_python(
+        """
+        import threading, time
+        from redis_servers import RedisServer
+        box = []
+        # Started off the main thread: no parent-death signal, so it outlives its parent.
+        helper = threading.Thread(target=lambda: box.append(RedisServer()))
+        helper.start()
+        helper.join()
+        print(box[0].pid, box[0].dir, flush=True)
+        time.sleep(60)
+        """
+    )
+    assert proc.stdout is not None
+    pid, folder = proc.stdout.readline().split()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    assert _pid_alive(int(pid))
+    assert redis_servers.sweep_stale_dirs() >= 1
+    wait_until(lambda: not _pid_alive(int(pid)), timeout=5)
+    assert not Path(folder).exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,10 +413,14 @@ def test_reset_gives_connection_errors(tcp_proxy):
 
 def test_reset_sends_a_real_rst(tcp_proxy):
     proxy = tcp_proxy(mode="reset")
-    with socket.create_connection(proxy.address, timeout=1) as sock:
-        time.sleep(0.05)  # the proxy accepts, then resets
-        with pytest.raises(ConnectionResetError):
-            sock.recv(10)
+
+    def connect_and_read():
+        # The proxy accepts, then resets: the RST lands on connect() or on recv().
+        with socket.create_connection(proxy.address, timeout=1) as sock:
+            return sock.recv(10)
+
+    with pytest.raises(ConnectionResetError):
+        connect_and_read()
 
 
 def test_corrupting_the_framing_gives_a_protocol_error(tcp_proxy):
