@@ -35,6 +35,7 @@ BENCHMARKS = {
     "l1": "bench_l1",
     "threads": "bench_threads",
     "import": "bench_import",
+    "redis": "bench_redis",
 }
 
 

@@ -58,6 +58,10 @@ def test_quick_run_prints_every_ratio_against_its_baseline(quick_run) -> None:
     assert "cachekit: 8 threads / 1 thread throughput" in text
     assert "cachetools(lock): 8 threads / 1 thread throughput" in text
     assert "import cachekit / python -c pass" in text
+    assert "L2 hit (l1=False) / raw GET + unpackb, small" in text
+    assert "miss, l1=False, no lock / raw miss" in text
+    assert "miss, l1=True, no lock / raw miss" in text
+    assert "L1 hit in front of Redis / L1-only hit" in text
     assert "import cachekit adds, wall" in proc.stdout
     assert all(re.search(r" \d+\.\d\dx ", line) for line in ratio_lines)
 
@@ -66,7 +70,7 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
     proc, results = quick_run
     assert "== summary ==" in proc.stdout
     benchmarks = {b["name"]: b for b in results["benchmarks"]}
-    assert set(benchmarks) == {"l1", "threads", "import"}
+    assert set(benchmarks) == {"l1", "threads", "import", "redis"}
     for bench in benchmarks.values():
         assert bench["error"] is None
         assert any(line["limit"] is not None for line in bench["lines"])
@@ -74,7 +78,7 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
             assert line["status"] in {"PASS", "MISS", "info"}
     summary = results["summary"]
     assert summary["failed_to_run"] == 0
-    assert summary["targets"] >= 8
+    assert summary["targets"] >= 12
 
 
 def test_copy_safety_and_module_checks_are_reported(quick_run) -> None:

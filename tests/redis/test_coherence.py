@@ -113,7 +113,9 @@ def test_invalidating_every_entry_bumps_one_generation_seen_by_all(shared, redis
     t1, value = changed_at(child)
     assert value == "v2"
     report("cache_clear()", t1 - t0)
-    assert client.get("cachekit:gen:f:coherence:coherence_child.profile:") == b"1"
+    counter = client.get("cachekit:gen:f:coherence:coherence_child.profile:")
+    assert counter is not None
+    assert int(counter) > 1  # created at a random value, then bumped
 
 
 @pytest.mark.parametrize("how", ["namespace", "tags"])

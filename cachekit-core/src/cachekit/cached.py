@@ -456,16 +456,24 @@ class CachedState:
         self.coherence = coherence
 
     def refresh_generations(self) -> bool:
-        """Read the generation counters into the key salt; False when unreachable."""
+        """Read the generation counters into the key salt; False when unreachable.
+
+        A backend read like any other: while the breaker is open it does no I/O.
+        """
         from cachekit.coherence import encode_generations
 
+        plan = self.plan
+        breaker = plan.breaker if plan is not None else None
+        if breaker is not None and not breaker.allow():
+            return False
         try:
             values = self.coherence.generations(self.gen_keys)
         except Exception as exc:
-            plan = self.plan
             if plan is not None:
                 self._backend_failed(plan, "generations", exc)
             return False
+        if breaker is not None:
+            breaker.success()
         self.builder.salt = encode_generations(values)
         self.gens_ok = True
         return True
@@ -617,7 +625,7 @@ class CachedState:
         if coherence is not None:
             from cachekit.coherence import DEGRADED_L1_TTL
 
-            if not coherence.healthy:
+            if not coherence.healthy or bkey is None:  # no key: no notice can reach it
                 ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
             with self._coh_lock:
                 if self.epoch != epoch:
@@ -719,8 +727,13 @@ class CachedState:
 
     def _backend_failed(self, plan: Plan, op: str, exc: BaseException) -> None:
         self.counts[ERRORS] += 1
-        if plan.breaker is not None and _transient(exc):
-            plan.breaker.failure(exc)
+        if plan.breaker is not None:
+            if _transient(exc):
+                plan.breaker.failure(exc)
+            else:
+                # The server answered (OOM, a garbled reply): no verdict, but a half-open
+                # probe must give its slot back or the breaker stays half-open for good.
+                plan.breaker.release_probe()
         now = monotonic()
         if now - self._last_error_log >= 60.0:
             self._last_error_log = now
@@ -816,7 +829,18 @@ class CachedState:
     async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
         b = plan.abackend
         if plan.abackend_mode == "async":
-            return await getattr(b, method)(*args)
+            from asyncio import CancelledError, current_task
+
+            # Cancellation requests so far (Task.cancelling, Python >= 3.11; else int() = 0).
+            requests = getattr(current_task(), "cancelling", int)
+            asked = requests()
+            result = await getattr(b, method)(*args)
+            if requests() > asked:
+                # The caller was cancelled during the call, yet it returned: the backend's
+                # client lost the cancellation (redis.asyncio wraps writes in asyncio.wait_for,
+                # which can on Python 3.11: CPython gh-86296). Deliver it.
+                raise CancelledError
+            return result
         if plan.abackend_mode == "inline":
             return getattr(b, method)(*args)
         import asyncio
@@ -951,10 +975,14 @@ class CachedState:
         # invalidate_cache()/cache_key() take the arguments the key sees: no self/cls.
         return (None, *args) if self.skip_first else args
 
-    def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def _fresh_salt(self) -> None:
+        """Keys computed outside a call (cache_key, invalidate) need current generations."""
         self.resolve()
         if self.coherence is not None and not self.gens_ok:
             self.refresh_generations()
+
+    def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        self._fresh_salt()
         try:
             return self.builder.backend_key(self._key_args(args), kwargs)
         except _Unbindable:
@@ -966,6 +994,7 @@ class CachedState:
         """(L1 key, backend key) of one entry, or None meaning "every entry"."""
         if not args and not kwargs and self.builder._names:
             return None
+        self._fresh_salt()
         try:
             return self.builder.keys(self._key_args(args), kwargs)
         except _Unbindable:

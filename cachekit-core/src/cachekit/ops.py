@@ -47,19 +47,22 @@ def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None
     removed += sum(
         len(state.l1) for state in matching if state.coherence is not None and state.l1 is not None
     )
+    for state in matching:
+        state.resolve()  # a function not called yet still learns its backend's coherence
+    coherences = {id(s.coherence): s.coherence for s in all_states() if s.coherence is not None}
+    default = _environment_coherence()
+    if default is not None:
+        coherences.setdefault(id(default), default)
     bumped: set[int] = set()
-    for state in all_states():
-        coherence = state.coherence
-        if coherence is None or id(coherence) in bumped:
+    for coherence in coherences.values():
+        if id(coherence) in bumped:
             continue
         bumped.add(id(coherence))
         for key in counters:
             try:
                 coherence.bump(key)
             except Exception as exc:  # fail open, like every backend call
-                plan = state.plan
-                if plan is not None:
-                    state._backend_failed(plan, "generation bump", exc)
+                _log_bump_failure(key, exc)
     for state in matching:
         if state.coherence is not None:
             state.coherence_reset()  # don't wait for the notification
@@ -80,6 +83,38 @@ def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None
             seen.add(id(backend))
             removed += int(state._backend_call(plan, "clear", prefix) or 0)
     return removed
+
+
+def _environment_coherence() -> Any:
+    """The coherence of the environment's backend, so that functions this process
+    never imported are invalidated too (None when there is none or it fails)."""
+    from cachekit.cached import _backend_from_url
+    from cachekit.config import Settings
+    from cachekit.constants import CAP_INVALIDATION
+
+    try:
+        url = Settings.from_env().backend_url
+        if url is None:
+            return None
+        backend = _backend_from_url(url, "sync")
+        if CAP_INVALIDATION not in getattr(backend, "capabilities", ()):
+            return None
+        return backend.coherence()
+    except Exception as exc:  # never fail an invalidation on the environment
+        _log_bump_failure("environment backend", exc)
+        return None
+
+
+def _log_bump_failure(key: str, exc: BaseException) -> None:
+    import logging
+
+    logging.getLogger("cachekit").warning(
+        "[E010] invalidation could not reach the backend (%s: %s: %s); entries expire "
+        "with their TTL",
+        key,
+        type(exc).__name__,
+        exc,
+    )
 
 
 def stats() -> dict[str, Any]:

@@ -121,9 +121,12 @@ class Coherence(Protocol):
     A backend with that capability has a ``coherence()`` method returning one
     shared object per endpoint with:
 
-    * ``generations(keys)``: the integer counters stored under ``keys`` (0 when
-      absent). cachekit mixes them into every key digest of a function, so bumping
-      one moves every key of that function, namespace or tag at once: O(1)
+    * ``generations(keys)``: the integer counters stored under ``keys``. A missing
+      counter may start anywhere (Redis starts it at a random value), but a counter
+      must never return to a value it had before - not even after its server lost
+      it - or entries invalidated under that value would be served again.
+      cachekit mixes them into every key digest of a function, so bumping one
+      moves every key of that function, namespace or tag at once: O(1)
       invalidation, old entries simply expire.
     * ``bump(key)``: increment one counter and return its new value.
     * ``listen(callback)``: call ``callback(keys)`` with the names of keys under

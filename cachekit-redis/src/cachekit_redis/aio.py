@@ -75,22 +75,38 @@ class AsyncRedisBackend:
             client = self._clients[loop] = build_async_client(self.target, self.settings)
         return client
 
+    async def _ready(self) -> Any:
+        """The running loop's client; a Cluster client knows the slot map before any command.
+
+        redis.asyncio's RedisCluster (8.1) sends the commands issued before its first
+        ``initialize()`` to a default node; the MOVED replies that follow make it drop
+        connections that concurrent tasks are still using (ConnectionError on a healthy
+        cluster). ``initialize()`` runs once under the client's own lock, then is a no-op.
+        """
+        client = self.client
+        if self.target.kind == "cluster":
+            await client.initialize()
+        return client
+
     async def get(self, key: str) -> bytes | Missing:
         try:
-            value = await self.client.get(key)
+            client = await self._ready()
+            value = await client.get(key)
         except Exception as exc:
             raise translate(exc, self.endpoint, "GET") from exc
         return MISSING if value is None else value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         try:
-            await self.client.set(key, value, px=ttl_ms(ttl))
+            client = await self._ready()
+            await client.set(key, value, px=ttl_ms(ttl))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET") from exc
 
     async def delete(self, key: str) -> bool:
         try:
-            return bool(await self.client.delete(key))
+            client = await self._ready()
+            return bool(await client.delete(key))
         except Exception as exc:
             raise translate(exc, self.endpoint, "DEL") from exc
 
@@ -99,7 +115,7 @@ class AsyncRedisBackend:
         if not keys:
             return []
         try:
-            client = self.client
+            client = await self._ready()
             if self.target.kind == "cluster":
                 values = await client.mget_nonatomic(keys)
             else:
@@ -113,7 +129,8 @@ class AsyncRedisBackend:
             return
         px = ttl_ms(ttl)
         try:
-            pipe = self.client.pipeline(transaction=False)
+            client = await self._ready()
+            pipe = client.pipeline(transaction=False)
             for key, value in items.items():
                 pipe.set(key, value, px=px)
             await pipe.execute()
@@ -125,7 +142,8 @@ class AsyncRedisBackend:
         if not keys:
             return 0
         try:
-            return int(await self.client.delete(*keys))
+            client = await self._ready()
+            return int(await client.delete(*keys))
         except Exception as exc:
             raise translate(exc, self.endpoint, "DEL") from exc
 
@@ -133,7 +151,7 @@ class AsyncRedisBackend:
         pattern = glob_escape(prefix) + "*"
         removed = 0
         try:
-            client = self.client
+            client = await self._ready()
             batch: list[Any] = []
             if self.target.kind == "cluster":
                 keys = client.scan_iter(match=pattern, count=1000, target_nodes=client.PRIMARIES)
@@ -152,7 +170,8 @@ class AsyncRedisBackend:
 
     async def ttl(self, key: str) -> float | Missing | None:
         try:
-            ms = await self.client.pttl(key)
+            client = await self._ready()
+            ms = await client.pttl(key)
         except Exception as exc:
             raise translate(exc, self.endpoint, "PTTL") from exc
         if ms == -2:
@@ -163,20 +182,23 @@ class AsyncRedisBackend:
 
     async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
         try:
-            return bool(await self.client.set(key, token, nx=True, px=ttl_ms(lease)))
+            client = await self._ready()
+            return bool(await client.set(key, token, nx=True, px=ttl_ms(lease)))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET NX (lock)") from exc
 
     async def release_lock(self, key: str, token: str) -> bool:
         try:
-            script = self.client.register_script(RELEASE_SCRIPT)
+            client = await self._ready()
+            script = client.register_script(RELEASE_SCRIPT)
             return bool(await script(keys=[key], args=[token]))
         except Exception as exc:
             raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.client.ping())
+            client = await self._ready()
+            return bool(await client.ping())
         except Exception as exc:
             raise translate(exc, self.endpoint, "PING") from exc
 
@@ -188,7 +210,8 @@ class AsyncRedisBackend:
             "topology": self.target.kind,
         }
         try:
-            await self.client.ping()
+            client = await self._ready()
+            await client.ping()
             report["latency_ms"] = round((monotonic() - start) * 1000, 3)
             report["healthy"] = True
         except Exception as exc:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import Target
 
-__all__ = ["build_async_client", "build_sync_client", "no_retry"]
+__all__ = ["LazyClient", "build_async_client", "build_sync_client", "no_retry"]
 
 
 def no_retry(asyncio: bool = False) -> Any:
@@ -32,6 +33,42 @@ def _auth(target: Target) -> dict[str, Any]:
     return out
 
 
+class LazyClient:
+    """A client built at its first use, then used directly.
+
+    redis-py's synchronous RedisCluster connects (CLUSTER SLOTS) in its constructor:
+    built eagerly, a Cluster that is unreachable when a function is first called would
+    raise out of the call instead of failing open. Built here, the failure surfaces
+    from the backend operation (translated, counted by the breaker) and the next
+    operation tries again.
+    """
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _cluster_kwargs(conn: dict[str, Any]) -> dict[str, Any]:
+    """Connection kwargs for RedisCluster: its ``retry`` is an argument of its own (redis-py
+    rejects one among the node kwargs) and it has no ``retry_on_timeout`` (redis.asyncio's
+    rejects it, the sync one deprecates it): the node connections never retry anyway."""
+    return {k: v for k, v in conn.items() if k not in ("retry", "retry_on_timeout")}
+
+
 def build_sync_client(target: Target, settings: RedisSettings) -> Any:
     import redis
     from redis.connection import BlockingConnectionPool
@@ -47,13 +84,15 @@ def build_sync_client(target: Target, settings: RedisSettings) -> Any:
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
-        return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
-            retry=no_retry(),
-            max_connections=settings.pool_size,
-            ssl=target.tls,
-            **_auth(target),
-            **conn,
+        return LazyClient(
+            lambda: RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+                retry=no_retry(),
+                max_connections=settings.pool_size,
+                ssl=target.tls,
+                **_auth(target),
+                **_cluster_kwargs(conn),
+            )
         )
     from redis.sentinel import Sentinel
 
@@ -95,7 +134,7 @@ def build_async_client(target: Target, settings: RedisSettings) -> Any:
             max_connections=settings.pool_size,
             ssl=target.tls,
             **_auth(target),
-            **conn,
+            **_cluster_kwargs(conn),
         )
     from redis.asyncio.sentinel import Sentinel
 

@@ -36,7 +36,22 @@ log = logging.getLogger("cachekit.redis")
 
 PREFIX = "cachekit:"
 CHANNEL = b"__redis__:invalidate"
-_KEEPALIVE = 1.0  # seconds without traffic before a PING
+_KEEPALIVE = 1.0
+
+#: INCR that starts a missing counter at a random value instead of 0.
+_BUMP_SCRIPT = """
+if redis.call('exists', KEYS[1]) == 0 then
+    redis.call('set', KEYS[1], ARGV[1])
+end
+return redis.call('incr', KEYS[1])
+"""
+
+
+def _random_start() -> int:
+    """A 48-bit random counter start: a recreated counter never repeats an old value."""
+    return int.from_bytes(os.urandom(6), "big") + 1  # seconds without traffic before a PING
+
+
 _MAX_BACKOFF = 1.0
 
 
@@ -55,6 +70,9 @@ class RedisCoherence:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._connected_once = False
+        self._bump: Any = None
+        # Counters this process just created: their creation notice is no invalidation.
+        self._created: dict[bytes, float] = {}
 
     def __repr__(self) -> str:
         return f"RedisCoherence({self.endpoint!r}, healthy={self.healthy})"
@@ -62,19 +80,50 @@ class RedisCoherence:
     # -- generations -----------------------------------------------------------------
 
     def generations(self, keys: Sequence[str]) -> list[int]:
+        """Current counters; a missing counter is created at a random value first.
+
+        Random, not 0: a counter lost with its server (a restart without persistence,
+        a failover that lost the last INCR) must never come back to a value it had
+        before, or entries invalidated under that old value would be served again.
+        """
         self._ensure_started()
+        keys = list(keys)
         try:
-            if self.target.kind == "cluster":
-                values = self.client.mget_nonatomic(list(keys))
-            else:
-                values = self.client.mget(list(keys))
+            values = self._mget(keys)
+            missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+            if missing:
+                for key in missing:
+                    # Expect the creation notice only while the stream is up (otherwise it
+                    # never comes), and only for a moment: an expectation left behind
+                    # must not swallow a later, real bump.
+                    expect = self.healthy
+                    if expect:
+                        with self._lock:
+                            self._created[key.encode()] = monotonic() + 2.0
+                    if not self.client.set(key, _random_start(), nx=True) and expect:
+                        self._forget_created(key.encode())  # someone else created it
+                values = self._mget(keys)
         except Exception as exc:
             raise translate(exc, self.endpoint, "MGET generations") from exc
         return [int(v) if v is not None else 0 for v in values]
 
+    def _forget_created(self, key: bytes) -> bool:
+        """Consume the expected notice of our own counter creation; True if expected."""
+        with self._lock:
+            until = self._created.pop(key, None)
+        return until is not None and until >= monotonic()
+
+    def _mget(self, keys: list[str]) -> list[Any]:
+        if self.target.kind == "cluster":
+            return list(self.client.mget_nonatomic(keys))
+        return list(self.client.mget(keys))
+
     def bump(self, key: str) -> int:
+        """Increment a counter (creating a lost one at a random value, never at 1)."""
         try:
-            return int(self.client.incr(key))
+            if self._bump is None:
+                self._bump = self.client.register_script(_BUMP_SCRIPT)
+            return int(self._bump(keys=[key], args=[_random_start()]))
         except Exception as exc:
             raise translate(exc, self.endpoint, "INCR generation") from exc
 
@@ -116,6 +165,7 @@ class RedisCoherence:
             conns: list[Any] = []
             try:
                 conns = self._connect_all()
+                self._created.clear()
                 if self._connected_once:
                     self._emit(None)  # whatever happened while we were away is unknown
                     self.reconnects += 1
@@ -236,10 +286,11 @@ class RedisCoherence:
             data = message[2]
             if data is None:
                 self._emit(None)  # FLUSHDB / FLUSHALL
-            elif isinstance(data, list):
-                self._emit(data)
             else:
-                self._emit([data])
+                keys = data if isinstance(data, list) else [data]
+                keys = [k for k in keys if not (self._created and self._forget_created(k))]
+                if keys:
+                    self._emit(keys)
 
 
 _registry: dict[tuple[str, RedisSettings], RedisCoherence] = {}

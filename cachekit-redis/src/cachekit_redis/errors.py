@@ -18,6 +18,18 @@ def translate(exc: BaseException, endpoint: str, op: str) -> BackendError:
     import redis.exceptions as rx
 
     detail = f"{op} on {endpoint} failed: {type(exc).__name__}: {exc}"
-    if isinstance(exc, (rx.ConnectionError, rx.TimeoutError, OSError, TimeoutError)):
+    if isinstance(exc, rx.MaxConnectionsError):
+        # A client-side limit (redis-py's Cluster pools do not block when full): the
+        # server is fine, so this must not open the breaker.
+        return BackendError(detail)
+    if isinstance(exc, rx.ConnectionError) and isinstance(exc.__context__, rx.ReadOnlyError):
+        # redis-py's Sentinel connections turn READONLY into "The previous master is now
+        # a slave" (and reconnect): the server answered, like READONLY anywhere else.
+        return BackendError(detail)
+    unreachable = (rx.ConnectionError, rx.TimeoutError, OSError, TimeoutError)
+    if isinstance(exc, unreachable):
+        return BackendUnavailableError(detail)
+    if isinstance(exc, rx.RedisClusterException) and isinstance(exc.__cause__, unreachable):
+        # "Redis Cluster cannot be connected": no startup node answered.
         return BackendUnavailableError(detail)
     return BackendError(detail)

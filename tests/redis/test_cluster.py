@@ -1,0 +1,518 @@
+"""cachekit on a real Redis Cluster: three masters, no replicas (tests/support/redis_servers.py).
+
+The backend conformance suites, the decorator across keys owned by every master, entries
+shared with a second copy of a function and with another process, invalidation that reaches
+another process (notifications from every primary), and what happens while one master is
+dead. Figures are printed (run with -s); wall-clock assertions are generous sanity bounds.
+
+Every test is in the "cluster" xdist group: one worker owns the session's cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_servers import LocalRedisCluster, PortReservation
+
+import cachekit
+from cachekit import cache
+from cachekit.breaker import BreakerConfig
+from cachekit.coherence import DEGRADED_L1_TTL
+from cachekit.constants import MISSING
+from cachekit.testing import AsyncBackendConformance, BackendConformance
+from cachekit_redis import AsyncRedisBackend, RedisBackend
+
+HERE = Path(__file__).parent
+
+pytestmark = pytest.mark.xdist_group("cluster")
+
+
+def all_nodes_url(cluster: LocalRedisCluster) -> str:
+    """A URL naming every master as a startup node (the fixture's URL names only the first)."""
+    return "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in cluster.addresses)
+
+
+def keys_on_every_node(
+    cluster: LocalRedisCluster, fn: Any, per_node: int, *, skip: int | None = None
+) -> dict[int, list[str]]:
+    """Arguments of ``fn`` whose cache keys land on each master (``per_node`` each)."""
+    found: dict[int, list[str]] = {i: [] for i in range(len(cluster.nodes)) if i != skip}
+    n = 0
+    while min(len(v) for v in found.values()) < per_node:
+        arg = f"user-{n}"
+        n += 1
+        owner = cluster.node_for_key(fn.cache_key(arg))
+        if owner in found and len(found[owner]) < per_node:
+            found[owner].append(arg)
+    return found
+
+
+def _helpers() -> Any:
+    sys.path.insert(0, str(HERE))
+    try:
+        return importlib.import_module("distributed_child")
+    finally:
+        sys.path.remove(str(HERE))
+
+
+dist = _helpers()
+make_copy, make_async_copy, wait_for = dist.make_copy, dist.make_async_copy, dist.wait_for
+
+
+# --------------------------------------------------------------------------------------------
+# The backend suites
+
+
+class TestClusterBackend(BackendConformance):
+    @pytest.fixture(autouse=True)
+    def _url(self, clean_redis_cluster):
+        self.url = clean_redis_cluster.url
+
+    def make_backend(self):
+        return RedisBackend(self.url)
+
+    def close_backend(self, backend):
+        backend.close()
+
+
+class TestAsyncClusterBackend(AsyncBackendConformance):
+    @pytest.fixture(autouse=True)
+    def _url(self, clean_redis_cluster):
+        self.url = clean_redis_cluster.url
+
+    def make_backend(self):
+        return AsyncRedisBackend(self.url)
+
+
+def test_cluster_clients_pin_their_timeouts_and_never_retry(clean_redis_cluster):
+    options = {"socket_timeout": 0.3, "socket_connect_timeout": 0.2, "pool_size": 7}
+    backend = RedisBackend(clean_redis_cluster.url, **options)
+    assert backend.ping()
+    assert backend.client.retry.get_retries() == 0
+    primaries = backend.client.get_primaries()
+    assert len(primaries) == 3
+    for node in primaries:
+        pool = node.redis_connection.connection_pool
+        kwargs = pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.3, 0.2)
+        assert (kwargs["protocol"], kwargs["retry"].get_retries(), pool.max_connections) == (
+            2,
+            0,
+            7,
+        )
+    backend.close()
+
+    async def run() -> None:
+        abackend = AsyncRedisBackend(clean_redis_cluster.url, **options)
+        client = await abackend._ready()
+        assert client.retry.get_retries() == 0
+        for node in client.get_primaries():
+            kwargs = node.connection_kwargs
+            assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.3, 0.2)
+            assert (kwargs["protocol"], node.max_connections) == (2, 7)
+        await abackend.close()
+
+    asyncio.run(run())
+
+
+def test_clear_scans_every_primary(clean_redis_cluster):
+    cluster = clean_redis_cluster
+    keys = [f"cachekit:users:{i}" for i in range(60)]
+    owners = {cluster.node_for_key(key) for key in keys}
+    assert owners == {0, 1, 2}
+    backend = RedisBackend(cluster.url)
+    backend.set_many({key: b"x" for key in keys})
+    backend.set("cachekit:other:1", b"y")
+    assert backend.clear("cachekit:users:") == len(keys)
+    assert backend.get_many(keys) == [MISSING] * len(keys)
+    assert backend.get("cachekit:other:1") == b"y"
+
+    async def run() -> int:
+        abackend = AsyncRedisBackend(cluster.url)
+        await abackend.set_many({key: b"x" for key in keys})
+        removed = await abackend.clear("cachekit:users:")
+        await abackend.close()
+        return removed
+
+    assert asyncio.run(run()) == len(keys)
+    assert sum(node.client().dbsize() for node in cluster.nodes) == 1
+    backend.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The decorator on a cluster
+
+
+def test_keys_on_all_three_masters_are_shared_by_copies_and_processes(
+    clean_redis_cluster, tmp_path, monkeypatch
+):
+    cluster = clean_redis_cluster
+    first, second = make_copy(cluster.url), make_copy(cluster.url)
+    by_node = keys_on_every_node(cluster, first, 2)
+    args = [arg for node in sorted(by_node) for arg in by_node[node]]
+
+    assert [first(arg)["key"] for arg in args] == args
+    assert first.cache_info().misses == len(args)
+    for node, owned in by_node.items():
+        client = cluster.nodes[node].client()
+        assert all(client.exists(first.cache_key(arg)) for arg in owned)  # stored on its owner
+    assert [second(arg) for arg in args] == [first(arg) for arg in args]
+    info = second.cache_info()
+    assert (info.l2_hits, info.misses, info.errors) == (len(args), 0, 0)
+    assert first.cache_info().l1_hits == len(args)
+
+    # Another process reads what this one stored, from every master.
+    monkeypatch.setenv("CACHEKIT_BACKEND", cluster.url)
+    dist.reset()
+    child_args = [
+        a for owned in keys_on_every_node(cluster, dist.lookup, 2).values() for a in owned
+    ]
+    source = tmp_path / "source.json"
+    dist.write_source(source, dict.fromkeys(child_args, "v1"))
+    monkeypatch.setenv("DIST_SOURCE", str(source))
+    for arg in child_args:
+        dist.lookup(arg)
+    with dist.Child(cluster.url, source, "read", *child_args) as child:
+        result = json.loads(child.expect("RESULT"))
+    assert {arg: tuple(v) for arg, v in result.items()} == {
+        arg: ("v1", os.getpid(), True) for arg in child_args
+    }
+    print(
+        f"\n[cluster] {len(args)} keys on masters {sorted(by_node)}: second copy "
+        f"{info.l2_hits}/{len(args)} L2 hits; child process {len(child_args)}/{len(child_args)}"
+    )
+
+
+def test_async_callers_share_the_cluster_from_a_cold_start(clean_redis_cluster):
+    cluster = clean_redis_cluster
+    first, second = make_async_copy(cluster.url), make_async_copy(cluster.url)
+
+    async def run() -> None:
+        # 50 concurrent first calls on fresh clients: redis.asyncio's RedisCluster used to
+        # route them before knowing the slot map and drop connections in use (E011).
+        args = [f"user-{i}" for i in range(50)]
+        assert [v["key"] for v in await asyncio.gather(*(first(a) for a in args))] == args
+        assert [v["key"] for v in await asyncio.gather(*(second(a) for a in args))] == args
+        owners = {cluster.node_for_key(first.cache_key(a)) for a in args}
+        assert owners == {0, 1, 2}
+
+    asyncio.run(run())
+    assert (first.cache_info().misses, first.cache_info().errors) == (50, 0)
+    assert (second.cache_info().l2_hits, second.cache_info().errors) == (50, 0)
+
+
+def test_invalidation_reaches_another_process_for_keys_on_every_master(
+    clean_redis_cluster, tmp_path, monkeypatch
+):
+    cluster = clean_redis_cluster
+    monkeypatch.setenv("CACHEKIT_BACKEND", cluster.url)
+    dist.reset()
+    keys = [owned[0] for owned in keys_on_every_node(cluster, dist.lookup, 1).values()]
+    versions = dict.fromkeys(keys, "v1")
+    source = tmp_path / "source.json"
+    dist.write_source(source, versions)
+    monkeypatch.setenv("DIST_SOURCE", str(source))
+    for key in keys:
+        dist.lookup(key)
+    gens = {key: cluster.node_for_key(key) for key in dist.lookup.__cachekit__.gen_keys}
+
+    def changes(count: int, t0: float) -> dict[str, tuple[float, str]]:
+        seen = {}
+        while len(seen) < count:
+            key, stamp, version, healthy, notes = child.expect("CHANGED").split()
+            assert healthy == "True" and int(notes) > 0  # notifications, not the degraded TTL
+            seen[key] = (float(stamp) - t0, version)
+        return seen
+
+    with dist.Child(cluster.url, source, "watch", 30, *keys) as child:
+        ready = json.loads(child.expect("READY"))
+        assert ready == {"versions": versions, "healthy": True}
+        figures = []
+        # One entry per master: DEL on its owner, notified by that primary's connection.
+        for key in keys:
+            node = cluster.node_for_key(dist.lookup.cache_key(key))
+            versions[key] = f"deleted-on-{node}"
+            dist.write_source(source, versions)
+            t0 = time.monotonic()
+            assert dist.lookup.invalidate_cache(key) >= 1
+            delay, version = changes(1, t0)[key]
+            assert version == versions[key]
+            figures.append((f"invalidate_cache(<key on master {node}>)", delay))
+        # Generation bumps: the counters' owners notify; every key changes.
+        for what, invalidate in [
+            ("invalidate_cache()", dist.lookup.invalidate_cache),
+            ("invalidate(namespace=)", lambda: cachekit.invalidate(namespace=dist.NAMESPACE)),
+            ("invalidate(tags=)", lambda: cachekit.invalidate(tags=[dist.TAG])),
+        ]:
+            versions = dict.fromkeys(keys, what)
+            dist.write_source(source, versions)
+            t0 = time.monotonic()
+            invalidate()
+            seen = changes(len(keys), t0)
+            assert {key: v for key, (_, v) in seen.items()} == versions
+            figures.append((what, max(d for d, _ in seen.values())))
+    print(f"\n[cluster] generation counters on masters: {sorted(gens.values())}")
+    for what, delay in figures:
+        print(f"[cluster] {what}: another process dropped its L1 copy after {delay * 1000:.2f} ms")
+        assert delay < DEGRADED_L1_TTL
+
+
+# --------------------------------------------------------------------------------------------
+# One master down
+
+
+def _round(fn: Callable[[str], dict], args: list[str], dead: set[str]) -> dict[str, Any]:
+    """Call ``fn`` once per argument; count L2 hits and the slowest call, dead/live apart."""
+    out: dict[str, Any] = {"live_hits": 0, "dead_hits": 0, "live_ms": 0.0, "dead_ms": 0.0}
+    for arg in args:
+        before = fn.cache_info().l2_hits
+        start = time.monotonic()
+        value = fn(arg)
+        took = (time.monotonic() - start) * 1000
+        assert value["key"] == arg
+        side = "dead" if arg in dead else "live"
+        out[f"{side}_hits"] += fn.cache_info().l2_hits - before
+        out[f"{side}_ms"] = max(out[f"{side}_ms"], took)
+    return out
+
+
+def _namespace_on(cluster: LocalRedisCluster, node: int) -> str:
+    """A namespace whose generation counter lives on master ``node``."""
+    for i in range(1000):
+        name = f"ns{i}"
+        if cluster.node_for_key(f"cachekit:gen:n:{name}") == node:
+            return name
+    raise AssertionError("no namespace found")
+
+
+def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
+    clean_redis_cluster,
+):
+    cluster = clean_redis_cluster
+    url = all_nodes_url(cluster)
+    # l1=False: every call asks L2, so hits and misses are L2's. Each copy has its own
+    # breaker (the registry keys breakers by endpoint and settings).
+    steady = make_copy(url, l1=False, circuit_breaker=BreakerConfig(recovery_timeout=1.0))
+    burst = make_copy(
+        url,
+        l1=False,
+        distributed_lock=False,
+        circuit_breaker=BreakerConfig(recovery_timeout=1.5),
+    )
+    asteady = make_async_copy(url, l1=False, circuit_breaker=False)
+    by_node = keys_on_every_node(cluster, steady, 3)
+    asteady.cache_key("x")  # resolves it: its generation counter is known
+    # The victim holds neither copy's generation counter (see `counted` for that case).
+    gen_nodes = {cluster.node_for_key(fn.__cachekit__.gen_keys[0]) for fn in (steady, asteady)}
+    victim = next(i for i in (1, 2, 0) if i not in gen_nodes)
+    dead = set(by_node[victim])
+    live = [arg for node, owned in by_node.items() if node != victim for arg in owned]
+    interleaved = [by_node[n][j] for j in range(3) for n in sorted(by_node)]
+    # A copy whose namespace counter lives on the victim (its keys may live anywhere).
+    ns = _namespace_on(cluster, victim)
+    counted = make_copy(url, l1=False, namespace=ns, circuit_breaker=False)
+    counted_live = [
+        a
+        for a in (f"c-{i}" for i in range(12))
+        if cluster.node_for_key(counted.cache_key(a)) != victim
+    ][:4]
+
+    runner = asyncio.Runner()  # one loop: its cluster client lives through the outage
+    aargs = list(interleaved)  # other keys than steady's (another qualname)
+    adead = [a for a in aargs if cluster.node_for_key(asteady.cache_key(a)) == victim]
+
+    async def agather() -> dict[str, int]:
+        before = asteady.cache_info()
+        values = await asyncio.gather(*(asteady(a) for a in aargs))
+        assert [v["key"] for v in values] == aargs
+        after = asteady.cache_info()
+        return {"hits": after.l2_hits - before.l2_hits, "misses": after.misses - before.misses}
+
+    try:
+        for fn in (steady, burst, counted):
+            for arg in interleaved + counted_live:
+                fn(arg)
+        runner.run(agather())
+        assert _round(steady, interleaved, dead)["live_hits"] == len(live)
+        coherence = steady.__cachekit__.coherence
+        wait_for(lambda: coherence.healthy)
+
+        started = time.monotonic()
+        cluster.kill_node(victim)
+        lost_stream = wait_for(lambda: not coherence.healthy)
+
+        # Interleaved traffic, default settings: the dead master's keys are computed, the
+        # others keep hitting L2.
+        rounds = [_round(steady, interleaved, dead) for _ in range(3)]
+        assert all(r["live_hits"] == len(live) for r in rounds)
+        assert all(r["dead_hits"] == 0 for r in rounds)
+        steady_breaker = steady.__cachekit__.plan.breaker.snapshot()
+
+        # The same with asyncio callers (one client, concurrent calls).
+        arounds = [runner.run(agather()) for _ in range(3)]
+        assert all(r == {"hits": len(aargs) - len(adead), "misses": len(adead)} for r in arounds)
+
+        # A burst of the dead master's keys (no lock traffic in between): the endpoint's
+        # single breaker counts their failures together and opens for the whole cluster.
+        burst_rounds = [_round(burst, sorted(dead) + live, dead) for _ in range(2)]
+        burst_breaker = burst.__cachekit__.plan.breaker.snapshot()
+
+        # A function whose namespace counter is on the dead master cannot read its
+        # generations, so it cannot use L2 at all.
+        counted_hits = _round(counted, counted_live, set())["live_hits"]
+        outage = time.monotonic() - started
+
+        cluster.restart_node(victim)
+        restarted = time.monotonic() - started - outage
+        back = wait_for(lambda: coherence.healthy, timeout=15)
+        time.sleep(1.5)  # both breakers' recovery_timeout
+        for fn in (steady, burst):
+            _round(fn, interleaved, dead)  # the restarted master lost its entries: refill
+            recovered = _round(fn, interleaved, dead)
+            assert (recovered["live_hits"], recovered["dead_hits"]) == (len(live), len(dead))
+        runner.run(agather())
+        assert runner.run(agather()) == {"hits": len(aargs), "misses": 0}
+        assert steady.__cachekit__.plan.breaker.state == "closed"
+    finally:
+        runner.close()
+        cluster.restart_node(victim)
+
+    print(
+        f"\n[cluster] master {victim} killed ({len(dead)} of {len(interleaved)} keys on it); "
+        f"notification stream lost after {lost_stream * 1000:.1f} ms"
+    )
+    print(
+        f"[cluster] interleaved sync calls: live keys {rounds[0]['live_hits']}/{len(live)} L2 "
+        f"hits per round, dead keys computed; slowest dead-key call "
+        f"{max(r['dead_ms'] for r in rounds):.1f} ms; breaker {steady_breaker['state']} "
+        f"({steady_breaker['consecutive_failures']} consecutive failures)"
+    )
+    print(
+        f"[cluster] asyncio, {len(aargs)} concurrent calls per round: "
+        f"{[r['hits'] for r in arounds]} L2 hits, {len(adead)} dead keys computed each round"
+    )
+    print(
+        f"[cluster] DESIGN: {len(dead)} dead-key misses in a row (distributed_lock=False): the "
+        f"endpoint's one breaker went {burst_breaker['state']} "
+        f"({burst_breaker['transitions']['opened']} opening(s), "
+        f"{burst_breaker['rejected_calls']} calls kept off Redis); live keys then hit L2 "
+        f"{[r['live_hits'] for r in burst_rounds]} of {len(live)} per round"
+    )
+    print(
+        f"[cluster] DESIGN: namespace counter on the dead master: live keys hit L2 "
+        f"{counted_hits}/{len(counted_live)}"
+    )
+    print(
+        f"[cluster] outage {outage:.2f} s; restart_node {restarted:.2f} s; notification "
+        f"stream back {back * 1000:.0f} ms later; L2 hits resumed on every master"
+    )
+
+
+def test_a_burst_beyond_the_pool_size_fails_open_without_opening_the_breaker(
+    clean_redis_cluster,
+):
+    backend = RedisBackend(clean_redis_cluster.url, pool_size=2)
+    config = BreakerConfig(failure_threshold=3, recovery_timeout=30.0)
+
+    @cache(backend=backend, ttl=60, l1=False, single_flight=False, circuit_breaker=config)
+    def hot(key: str) -> str:
+        return key.upper() * 1000
+
+    assert hot("hot") == "HOT" * 1000
+    start = threading.Barrier(32)
+    wrong = []
+
+    def work() -> None:
+        start.wait()
+        for _ in range(20):
+            if hot("hot") != "HOT" * 1000:
+                wrong.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    info = hot.cache_info()
+    breaker = hot.__cachekit__.plan.breaker
+    print(
+        f"\n[cluster] 32 threads x 20 calls, pool_size=2: {info.l2_hits} L2 hits, "
+        f"{info.misses} calls ran uncached after {info.errors} pool-exhausted operations, "
+        f"breaker {breaker.state}"
+    )
+    assert not wrong
+    assert info.errors > 0  # the pool did run out (redis-py's Cluster pools never block)
+    assert breaker.state == "closed" and breaker.transitions["opened"] == 0
+    breaker.reset()
+
+
+def test_an_unreachable_cluster_fails_open():
+    hold = PortReservation()  # bound, never listening: every connect is refused
+    url = f"redis+cluster://127.0.0.1:{hold.port}"
+    try:
+
+        @cache(backend=url, ttl=60, circuit_breaker=BreakerConfig(failure_threshold=2))
+        def f(x: int) -> int:
+            return x * 2
+
+        @cache(backend=url, ttl=60, circuit_breaker=BreakerConfig(failure_threshold=3))
+        async def g(x: int) -> int:
+            return x * 3
+
+        assert [f(i) for i in range(5)] == [0, 2, 4, 6, 8]
+
+        async def run() -> list[int]:
+            return [await g(i) for i in range(5)]
+
+        assert asyncio.run(run()) == [0, 3, 6, 9, 12]
+        for fn in (f, g):
+            breaker = fn.__cachekit__.plan.breaker
+            assert fn.cache_info().errors >= breaker.config.failure_threshold
+            assert breaker.state == "open"  # "cannot be connected" is a transient failure
+            breaker.reset()
+    finally:
+        hold.release()
+
+
+def test_a_counter_lost_with_its_master_must_not_bring_back_invalidated_entries(
+    clean_redis_cluster,
+):
+    cluster = clean_redis_cluster
+    url = all_nodes_url(cluster)
+    victim = 1
+    ns = _namespace_on(cluster, victim)
+    version = {"v": "before"}
+
+    def make() -> Any:
+        @cache(backend=url, ttl=60, namespace=ns, l1=False, circuit_breaker=False)
+        def versioned(key: str) -> str:
+            return version["v"]
+
+        return versioned
+
+    fn = make()
+    arg = next(
+        a for a in (f"k{i}" for i in range(50)) if cluster.node_for_key(fn.cache_key(a)) != victim
+    )
+    assert fn(arg) == "before"
+    version["v"] = "after"
+    cachekit.invalidate(namespace=ns)
+    assert fn(arg) == "after"
+    coherence = fn.__cachekit__.coherence
+    reconnects = coherence.reconnects
+    cluster.kill_node(victim)
+    cluster.restart_node(victim)
+    wait_for(lambda: coherence.healthy and coherence.reconnects > reconnects, timeout=15)
+    served = fn(arg)
+    print(f"\n[cluster] after master {victim} restarted empty, {arg!r} -> {served!r}")
+    assert served == "after"
