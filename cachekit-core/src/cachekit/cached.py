@@ -35,6 +35,7 @@ from cachekit.constants import (
     CAP_TRUSTED,
     MISSING,
 )
+from cachekit.envelope import open_plain, seal, seal_plain, unseal
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
@@ -305,6 +306,7 @@ def _endpoint(obj: Any) -> str:
 
 
 _NO_HIT: Any = object()
+_NOT_READ: Any = (MISSING, None, None)
 
 
 class _LeaderGone(Exception):
@@ -623,9 +625,9 @@ class CachedState:
         ttl: float | None = plan.ttl if lifetime is UNSET else lifetime
         coherence = self.coherence
         if coherence is not None:
-            from cachekit.coherence import DEGRADED_L1_TTL
-
             if not coherence.healthy or bkey is None:  # no key: no notice can reach it
+                from cachekit.coherence import DEGRADED_L1_TTL
+
                 ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
             with self._coh_lock:
                 if self.epoch != epoch:
@@ -751,17 +753,22 @@ class CachedState:
 
     def _decode(self, plan: Plan, blob: Any, bkey: str) -> Any:
         """Turn a stored envelope into a value, or MISSING when it is unreadable."""
-        from cachekit.envelope import unseal
-
         try:
-            payload, header = unseal(
-                blob,
-                serializer=plan.ser_name,
-                key=bkey,
-                encryptor=plan.encryptor,
-                signer=plan.signer,
-                require_authentication=plan.require_auth,
-            )
+            plain = None
+            if plan.encryptor is None and plan.signer is None and not plan.require_auth:
+                plain = open_plain(blob, plan.ser_name)
+            if plain is not None:
+                payload, expires_at = plain
+            else:
+                payload, header = unseal(
+                    blob,
+                    serializer=plan.ser_name,
+                    key=bkey,
+                    encryptor=plan.encryptor,
+                    signer=plan.signer,
+                    require_authentication=plan.require_auth,
+                )
+                expires_at = header.expires_at
             value = plan.loads(payload)
         except Exception as exc:
             # Anything that cannot be read back is a miss, whoever raised it (a
@@ -778,11 +785,12 @@ class CachedState:
                 getattr(exc, "message", f"{type(exc).__name__}: {exc}"),
             )
             return MISSING, None, None
-        return value, payload, header.expires_at
+        return value, payload, expires_at
 
     def _seal(self, plan: Plan, payload: bytes, bkey: str) -> bytes:
-        from cachekit.envelope import seal
-
+        expires_at = None if plan.ttl is None else time() + plan.ttl
+        if plan.encryptor is None and plan.signer is None and not self.options.compress:
+            return seal_plain(payload, plan.ser_name, expires_at)
         return seal(
             payload,
             serializer=plan.ser_name,
@@ -790,7 +798,7 @@ class CachedState:
             encryptor=plan.encryptor,
             signer=plan.signer,
             compress=self.options.compress,
-            expires_at=None if plan.ttl is None else time() + plan.ttl,
+            expires_at=expires_at,
         )
 
     def l2_get(self, plan: Plan, bkey: str) -> Any:
@@ -813,7 +821,8 @@ class CachedState:
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
             return
-        tracked = self.coherence is not None
+        # Own writes only matter to an L1 (the notice must not evict what we just stored).
+        tracked = self.coherence is not None and self.l1 is not None
         if tracked:
             self._own_write(bkey, 1)
         try:
@@ -1322,13 +1331,19 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             return hit[0]
         return miss(args, kwargs, lkey, bkey)
 
-    def miss(args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None) -> Any:
+    def miss(
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        lkey: Any,
+        bkey: str | None,
+        read: bool = True,
+    ) -> Any:
         plan = state.plan or state.resolve()
         if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
             counts[BYPASSED] += 1
             return func(*args, **kwargs)
         if not single_flight:
-            return compute(plan, args, kwargs, lkey, bkey)[0]
+            return compute(plan, args, kwargs, lkey, bkey, read)[0]
         while True:
             fut: Any
             with state.inflight_lock:
@@ -1349,7 +1364,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             counts[COALESCED] += 1
             return stored if loads is None else loads(stored)
         try:
-            value, pair = compute(plan, args, kwargs, lkey, bkey)
+            value, pair = compute(plan, args, kwargs, lkey, bkey, read)
         except BaseException as exc:
             fut.set_exception(exc if isinstance(exc, Exception) else _LeaderGone())
             raise
@@ -1362,7 +1377,12 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                     del state.inflight[lkey]
 
     def compute(
-        plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
+        plan: Plan,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        lkey: Any,
+        bkey: str | None,
+        read: bool = True,
     ) -> tuple[Any, tuple[Any, Any]]:
         """Return (value for this caller, (stored, loads) for waiters)."""
         epoch = state.epoch
@@ -1373,7 +1393,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         if use_l2:
             if bkey is None or state.coherence is not None:  # the salt may have moved
                 bkey = builder.backend_key(args, kwargs)
-            value, payload, expires = state.l2_get(plan, bkey)
+            value, payload, expires = state.l2_get(plan, bkey) if read else _NOT_READ
             if value is not MISSING:
                 return state.accept_l2(
                     plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
@@ -1400,7 +1420,31 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                 state.l2_unlock(plan, bkey, token)  # type: ignore[arg-type]
         return value, pair
 
-    if arity < 0:
+    if arity < 0 and l1 is None and builder._fast_ok and condition is None:
+        # No L1: read L2 first, outside single flight (which only coalesces computations).
+        l2_get = state.l2_get
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            plan = state.plan
+            if (
+                kwargs
+                or plan is None
+                or plan.backend is None
+                or not plan.enabled
+                or not (state.gens_ok or state.coherence is None)
+            ):
+                return slow(args, kwargs)
+            try:
+                lkey, bkey = builder.keys(args, kwargs)
+            except _Unbindable:
+                return func(*args, **kwargs)
+            value, _, _ = l2_get(plan, bkey)
+            if value is not MISSING:
+                counts[L2_HITS] += 1
+                return value
+            return miss(args, kwargs, lkey, bkey, False)
+
+    elif arity < 0:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return slow(args, kwargs)

@@ -207,6 +207,56 @@ def read_header(blob: bytes) -> Header:
     )
 
 
+_PLAIN_IDS: dict[str, bytes] = {}
+_HEAD_EXPIRES = MAGIC + bytes([VERSION, FLAG_EXPIRES])
+_HEAD_PLAIN = MAGIC + bytes([VERSION, 0])
+_CRC_EXPIRES = _crc32(_HEAD_EXPIRES)
+_CRC_PLAIN = _crc32(_HEAD_PLAIN)
+
+
+def seal_plain(payload: bytes, serializer: str, expires_at: float | None) -> bytes:
+    """:func:`seal` without compression, encryption or signing (same bytes, less work)."""
+    sid = _PLAIN_IDS.get(serializer)
+    if sid is None:
+        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    if expires_at is None:
+        body = sid + payload
+        return _HEAD_PLAIN + _crc32(body, _CRC_PLAIN).to_bytes(4, "big") + body
+    body = sid + int(expires_at * 1000).to_bytes(8, "big") + payload
+    return _HEAD_EXPIRES + _crc32(body, _CRC_EXPIRES).to_bytes(4, "big") + body
+
+
+def open_plain(blob: bytes, serializer: str) -> tuple[bytes, float | None] | None:
+    """(payload, expires_at) of an unencrypted, unsigned, uncompressed envelope written
+    by ``serializer``; None for anything else (then :func:`unseal` decides).
+
+    The fast path of a read without encryption or signing: the same checks as
+    :func:`read_header` (magic, version, flags, CRC, serializer id, expiry length)
+    without building a Header or the authentication context, which is unused then.
+    """
+    sid = _PLAIN_IDS.get(serializer)
+    if sid is None:
+        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    if type(blob) is not bytes:
+        return None
+    head = blob[:4]
+    if head == _HEAD_EXPIRES:
+        pos = 16 + len(sid)
+        if len(blob) < pos or not blob.startswith(sid, 8):
+            return None
+        if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:], _CRC_EXPIRES):
+            return None
+        return blob[pos:], int.from_bytes(blob[pos - 8 : pos], "big") / 1000.0
+    if head == _HEAD_PLAIN:
+        pos = 8 + len(sid)
+        if len(blob) < pos or not blob.startswith(sid, 8):
+            return None
+        if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:], _CRC_PLAIN):
+            return None
+        return blob[pos:], None
+    return None
+
+
 def open_envelope(
     blob: bytes,
     *,

@@ -330,6 +330,29 @@ def canonical_bytes(obj: Any, path: str = "argument") -> bytes:
     return b"".join(out)
 
 
+def canonical_args(values: tuple[Any, ...]) -> bytes:
+    """``canonical_bytes(values, "key argument")`` for a tuple, with int/str/bool/None
+    items encoded inline (the same bytes, without a function call per item)."""
+    out = [b"(%d:" % len(values)]
+    append = out.append
+    for v in values:
+        t = type(v)
+        if t is int and v.bit_length() <= 2048:
+            s = b"%d" % v
+            append(b"i%d:%s" % (len(s), s))
+        elif t is str:
+            e = v.encode("utf-8", "surrogatepass")
+            append(b"s%d:%s" % (len(e), e))
+        elif v is None:
+            append(b"N")
+        elif t is bool:
+            append(b"T" if v else b"F")
+        else:
+            _encode(v, out, "key argument")
+    append(b")")
+    return b"".join(out)
+
+
 def digest(data: bytes, secret: bytes | None = None) -> str:
     """32 hex characters of BLAKE2b; keyed with ``secret`` (at most 64 bytes) when given."""
     if secret:
@@ -369,16 +392,40 @@ class KeyBuilder:
     __slots__ = (
         "_defaults",
         "_fast_ok",
+        "_memo",
         "_n_required",
         "_names",
         "_nparams",
+        "_salt",
+        "_secret",
         "_sig",
         "key_func",
         "prefix",
-        "salt",
-        "secret",
         "skip_first",
     )
+
+    # A bounded memo of backend keys for calls whose arguments are all FAST_TYPES
+    # (keyed by the typed L1 tuple). Replaced, never mutated in place, whenever the
+    # salt or the secret changes, so a racing writer can only fill a dead memo.
+    _MEMO_MAX = 4096
+
+    @property
+    def salt(self) -> bytes:
+        return self._salt
+
+    @salt.setter
+    def salt(self, value: bytes) -> None:
+        self._salt = value
+        self._memo: dict[Any, str] = {}
+
+    @property
+    def secret(self) -> bytes | None:
+        return self._secret
+
+    @secret.setter
+    def secret(self, value: bytes | None) -> None:
+        self._secret = value
+        self._memo = {}
 
     def __init__(
         self,
@@ -485,7 +532,7 @@ class KeyBuilder:
         """The full key stored in the backend: ``cachekit:[ns:]module.qualname:digest``."""
         if self.key_func is not None:
             return self.prefix + self._digest_of(self.key_func(*args, **kwargs))
-        return self.prefix + self._digest_of(self.normalize(args, kwargs))
+        return self.keys(args, kwargs)[1]
 
     def keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
         """Both keys of one call, computing the normalized arguments once."""
@@ -493,11 +540,19 @@ class KeyBuilder:
             d = self._digest_of(self.key_func(*args, **kwargs))
             return d, self.prefix + d
         values = self.normalize(args, kwargs)
-        d = self._digest_of(values)
         for v in values:
             if type(v) not in FAST_TYPES:
+                d = self._digest_of(values)
                 return d, self.prefix + d
-        return (*values, *map(type, values)), self.prefix + d
+        lkey = (*values, *map(type, values))
+        memo = self._memo
+        bkey = memo.get(lkey)
+        if bkey is None:
+            bkey = self.prefix + digest(canonical_args(values) + self._salt, self._secret)
+            if len(memo) >= self._MEMO_MAX:
+                memo.clear()
+            memo[lkey] = bkey
+        return lkey, bkey
 
 
 def generate_cache_key(

@@ -166,8 +166,11 @@ class RedisCoherence:
             try:
                 conns = self._connect_all()
                 self._created.clear()
+                # Whatever changed before the stream was up (or while it was down) is
+                # unknown - including a bump between a first generations read and the
+                # first subscription - so every L1 fed by this Redis starts over.
+                self._emit(None)
                 if self._connected_once:
-                    self._emit(None)  # whatever happened while we were away is unknown
                     self.reconnects += 1
                 self._connected_once = True
                 self.healthy = True
