@@ -44,6 +44,7 @@ def shared(redis_url, monkeypatch):
             state.l1.clear()
     client = redis.Redis.from_url(redis_url)
     client.set("source:1", "v1")
+    time.sleep(0.05)  # let the notice of the fixture's FLUSHALL reach the listener first
     return coherence_child, client
 
 
