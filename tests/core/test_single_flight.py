@@ -245,3 +245,29 @@ def test_a_function_calling_itself_with_the_same_key_does_not_deadlock():
 
     assert recursive(1) == 2
     assert depth == [1, 1, 1]
+
+
+def test_a_caller_cancelled_while_taking_the_lock_does_not_keep_it():
+    from cachekit.backends.memory import AsyncMemoryBackend, MemoryBackend
+
+    sync = MemoryBackend("cancel-lock")
+
+    class SlowLock(AsyncMemoryBackend):
+        async def acquire_lock(self, key, token, lease):
+            taken = await super().acquire_lock(key, token, lease)
+            await asyncio.sleep(0.2)  # the reply is slow: the caller gives up meanwhile
+            return taken
+
+    @cache(backend=SlowLock(sync), lock_lease=30)
+    async def f(x):
+        return x
+
+    async def main():
+        task = asyncio.create_task(f(1))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert sync._store.locks == {}  # released, not held for the 30 s lease

@@ -576,6 +576,7 @@ class CachedState:
 
     async def al2_lock(self, plan: Plan, bkey: str) -> Any:
         import asyncio
+        import contextlib
 
         token = os.urandom(16).hex()
         lock_key = self._lock_key(bkey)
@@ -591,6 +592,14 @@ class CachedState:
             except Exception as exc:
                 self._backend_failed(plan, "lock", exc)
                 return None
+            except asyncio.CancelledError:
+                # The SET NX may have reached the backend: free the lock if it is ours,
+                # so other processes do not wait out the whole lease for nothing.
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(
+                        self._acall(plan, "release_lock", lock_key, token), timeout=1.0
+                    )
+                raise
             if breaker is not None:
                 breaker.success()
             if acquired:
