@@ -307,6 +307,9 @@ def _endpoint(obj: Any) -> str:
 
 _NO_HIT: Any = object()
 _NOT_READ: Any = (MISSING, None, None)
+#: l2_lock's answer when the backend failed taking the lock: skip the write as well,
+#: it would most likely pay a second timeout (e.g. under CLIENT PAUSE WRITE).
+_LOCK_FAILED: Any = object()
 
 
 class _LeaderGone(Exception):
@@ -555,7 +558,7 @@ class CachedState:
                 acquired = plan.backend.acquire_lock(lock_key, token, lease)
             except Exception as exc:
                 self._backend_failed(plan, "lock", exc)
-                return None
+                return _LOCK_FAILED
             if breaker is not None:
                 breaker.success()
             if acquired:
@@ -591,7 +594,7 @@ class CachedState:
                 acquired = await self._acall(plan, "acquire_lock", lock_key, token, lease)
             except Exception as exc:
                 self._backend_failed(plan, "lock", exc)
-                return None
+                return _LOCK_FAILED
             except asyncio.CancelledError:
                 # The SET NX may have reached the backend: free the lock if it is ours,
                 # so other processes do not wait out the whole lease for nothing.
@@ -1416,7 +1419,10 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                 return state.accept_l2(
                     plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
                 )
-            token = outcome
+            if outcome is _LOCK_FAILED:
+                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
+            else:
+                token = outcome
         try:
             counts[MISSES] += 1
             state.debug("miss", bkey, args, kwargs)
@@ -1596,7 +1602,10 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
                 return state.accept_l2(
                     plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
                 )
-            token = outcome
+            if outcome is _LOCK_FAILED:
+                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
+            else:
+                token = outcome
         try:
             counts[MISSES] += 1
             state.debug("miss", bkey, args, kwargs)

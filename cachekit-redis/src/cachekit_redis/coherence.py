@@ -178,10 +178,9 @@ class RedisCoherence:
                 backoff = 0.05
                 self._serve(conns)
             except Exception as exc:
-                import redis.exceptions as rx
+                from cachekit.errors import BackendUnavailableError
 
-                network = (OSError, TimeoutError, rx.ConnectionError, rx.TimeoutError)
-                if isinstance(exc, network):
+                if isinstance(translate(exc, self.endpoint, "listen"), BackendUnavailableError):
                     log.debug("notification stream of %s interrupted: %r", self.endpoint, exc)
                 else:  # not the network: a bug or an unexpected reply, say so loudly
                     log.warning(
