@@ -59,7 +59,7 @@ from cachekit.stats import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from typing import Any, ClassVar
 
 __all__ = [
@@ -312,6 +312,15 @@ _NOT_READ: Any = (MISSING, None, None)
 _LOCK_FAILED: Any = object()
 
 
+class _Failed:
+    """A backend exception, sent into a sans-I/O protocol generator."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class _LeaderGone(Exception):
     """The computing caller was cancelled or interrupted; a waiter takes over."""
 
@@ -535,16 +544,17 @@ class CachedState:
         # Outside the "cachekit:" prefix, so lock traffic never reaches L1 listeners.
         return "cachekit-lock:" + bkey.removeprefix("cachekit:")
 
-    def l2_lock(self, plan: Plan, bkey: str) -> Any:
-        """Take the key's lock, or wait for its holder's value.
+    def _lock_steps(self, plan: Plan, bkey: str) -> Generator[Any, Any, Any]:
+        """The stampede-lock protocol, without I/O: one logic for sync and async callers.
 
-        Returns ("found", value, payload) when another process stored the value
-        meanwhile, a token string when this process holds the lock, or None when
-        it should compute without one (backend trouble, or the holder outlived the
-        wait: a lease longer than the computation avoids that).
+        Yields ("lock", key, token, lease), ("sleep", seconds) or ("get",) and is sent
+        the outcome (the lock reply, None, the l2_get triple; a backend exception is
+        sent as _Failed). Returns ("found", value, payload, expires) when another
+        process stored the value meanwhile, a token string when this process holds
+        the lock, _LOCK_FAILED on backend trouble, or None when it should compute
+        without a lock (breaker open, or the holder outlived the wait: a lease longer
+        than the computation avoids that).
         """
-        import time
-
         token = os.urandom(16).hex()
         lock_key = self._lock_key(bkey)
         lease = float(self.options.lock_lease)
@@ -554,22 +564,43 @@ class CachedState:
             breaker = plan.breaker
             if breaker is not None and not breaker.allow():
                 return None
-            try:
-                acquired = plan.backend.acquire_lock(lock_key, token, lease)
-            except Exception as exc:
-                self._backend_failed(plan, "lock", exc)
+            acquired = yield ("lock", lock_key, token, lease)
+            if type(acquired) is _Failed:
+                self._backend_failed(plan, "lock", acquired.error)
                 return _LOCK_FAILED
             if breaker is not None:
                 breaker.success()
             if acquired:
                 return token
-            time.sleep(delay)
+            yield ("sleep", delay)
             delay = min(delay * 2, 0.05)
-            value, payload, expires = self.l2_get(plan, bkey)
+            value, payload, expires = yield ("get",)
             if value is not MISSING:
                 return ("found", value, payload, expires)
             if monotonic() > deadline:
                 return None
+
+    def l2_lock(self, plan: Plan, bkey: str) -> Any:
+        """Take the key's lock, or wait for its holder's value (see _lock_steps)."""
+        import time
+
+        steps = self._lock_steps(plan, bkey)
+        reply: Any = None
+        while True:
+            try:
+                op = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = None
+            if op[0] == "lock":
+                try:
+                    reply = plan.backend.acquire_lock(*op[1:])
+                except Exception as exc:
+                    reply = _Failed(exc)
+            elif op[0] == "sleep":
+                time.sleep(op[1])
+            else:
+                reply = self.l2_get(plan, bkey)
 
     def l2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
         try:
@@ -578,42 +609,35 @@ class CachedState:
             self._backend_failed(plan, "unlock", exc)
 
     async def al2_lock(self, plan: Plan, bkey: str) -> Any:
+        """The async driver of _lock_steps."""
         import asyncio
         import contextlib
 
-        token = os.urandom(16).hex()
-        lock_key = self._lock_key(bkey)
-        lease = float(self.options.lock_lease)
-        deadline = monotonic() + lease + 1.0
-        delay = 0.002
+        steps = self._lock_steps(plan, bkey)
+        reply: Any = None
         while True:
-            breaker = plan.breaker
-            if breaker is not None and not breaker.allow():
-                return None
             try:
-                acquired = await self._acall(plan, "acquire_lock", lock_key, token, lease)
-            except Exception as exc:
-                self._backend_failed(plan, "lock", exc)
-                return _LOCK_FAILED
-            except asyncio.CancelledError:
-                # The SET NX may have reached the backend: free the lock if it is ours,
-                # so other processes do not wait out the whole lease for nothing.
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(
-                        self._acall(plan, "release_lock", lock_key, token), timeout=1.0
-                    )
-                raise
-            if breaker is not None:
-                breaker.success()
-            if acquired:
-                return token
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            value, payload, expires = await self.al2_get(plan, bkey)
-            if value is not MISSING:
-                return ("found", value, payload, expires)
-            if monotonic() > deadline:
-                return None
+                op = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = None
+            if op[0] == "lock":
+                try:
+                    reply = await self._acall(plan, "acquire_lock", *op[1:])
+                except Exception as exc:
+                    reply = _Failed(exc)
+                except asyncio.CancelledError:
+                    # The SET NX may have reached the backend: free the lock if it is
+                    # ours, so other processes do not wait out the lease for nothing.
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(
+                            self._acall(plan, "release_lock", op[1], op[2]), timeout=1.0
+                        )
+                    raise
+            elif op[0] == "sleep":
+                await asyncio.sleep(op[1])
+            else:
+                reply = await self.al2_get(plan, bkey)
 
     async def al2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
         try:
