@@ -11,7 +11,7 @@ import pytest
 from cachekit import cache
 from cachekit.breaker import BreakerConfig
 from cachekit.constants import MISSING
-from cachekit.errors import ConfigurationError, PluginNotFoundError
+from cachekit.errors import BackendError, ConfigurationError, PluginNotFoundError
 from cachekit.serializers import PickleSerializer
 
 HEX_KEY = "ab" * 32
@@ -117,6 +117,48 @@ def test_backend_down_fails_open_and_the_breaker_stops_io():
     assert health["backend"]["circuit_breaker"]["state"] == "open"
 
 
+@pytest.mark.parametrize("l1", [True, False])
+def test_a_miss_whose_read_could_not_reach_the_backend_does_not_also_write(l1):
+    # One timeout per miss, not two: the write after an unreachable read is skipped.
+    backend = BrokenBackend("one-call", exc=TimeoutError("timed out"))
+    f, _, runs = twin_functions(
+        backend, l1=l1, circuit_breaker=BreakerConfig(failure_threshold=100)
+    )
+    for i in range(5):
+        assert f(i) == {"x": i}
+    assert runs == list(range(5))
+    assert backend.calls == ["get"] * 5
+
+
+def test_a_miss_whose_read_failed_non_transiently_still_writes():
+    # The server answered (say, a reply that could not be parsed): writing may work.
+    class AnswersBadly(DictBackend):
+        def get(self, key):
+            self.calls.append("get")
+            raise BackendError("garbled reply")
+
+    backend = AnswersBadly("bad-reply")
+    f, _, _ = twin_functions(backend)
+    assert f(1) == {"x": 1}
+    assert backend.calls == ["get", "set"]
+
+
+def test_an_async_miss_whose_read_could_not_reach_the_backend_does_not_also_write():
+    backend = BrokenBackend("one-call-async", exc=TimeoutError("timed out"))
+    runs = []
+
+    @cache(backend=backend, circuit_breaker=BreakerConfig(failure_threshold=100))
+    async def f(x):
+        runs.append(x)
+        return {"x": x}
+
+    async def main():
+        return [await f(i) for i in range(3)]
+
+    assert asyncio.run(main()) == [{"x": i} for i in range(3)]
+    assert backend.calls == ["get"] * 3
+
+
 def test_backend_errors_are_logged_once_not_per_call(caplog):
     caplog.set_level(logging.DEBUG, logger="cachekit")
     f, _, _ = twin_functions(
@@ -127,7 +169,7 @@ def test_backend_errors_are_logged_once_not_per_call(caplog):
         f(i)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "E010" in r.message]
     assert len(warnings) == 1
-    assert f.cache_info().errors == 40
+    assert f.cache_info().errors == 20  # one failed read per miss; no write after it
 
 
 @pytest.mark.parametrize(

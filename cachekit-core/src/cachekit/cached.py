@@ -307,6 +307,9 @@ def _endpoint(obj: Any) -> str:
 
 _NO_HIT: Any = object()
 _NOT_READ: Any = (MISSING, None, None)
+#: In place of the payload of an L2 read: the backend could not be reached. The miss
+#: then skips its write (and lock), which would only pay a second timeout.
+_UNREACHABLE: Any = object()
 #: l2_lock's answer when the backend failed taking the lock: skip the write as well,
 #: it would most likely pay a second timeout (e.g. under CLIENT PAUSE WRITE).
 _LOCK_FAILED: Any = object()
@@ -845,7 +848,7 @@ class CachedState:
             blob = plan.backend.get(bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, None, None
+            return MISSING, (_UNREACHABLE if _transient(exc) else None), None
         if breaker is not None:
             breaker.success()
         if blob is MISSING or blob is None:
@@ -900,7 +903,7 @@ class CachedState:
             blob = await self._acall(plan, "get", bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, None, None
+            return MISSING, (_UNREACHABLE if _transient(exc) else None), None
         except BaseException:  # cancelled: not the backend's fault
             if breaker is not None:
                 breaker.release_probe()
@@ -1340,19 +1343,39 @@ def _fast_arity(state: CachedState) -> int:
     return b._nparams + (1 if state.skip_first else 0)
 
 
-def _make_sync(state: CachedState) -> Callable[..., Any]:
-    func = state.func
-    counts = state.counts
+def _wrapper_parts(state: CachedState) -> tuple[Any, ...]:
+    """What both wrapper builders bind as closure locals (read once, not per call)."""
     l1 = state.l1
     data: OrderedDict[Any, Any] = l1.data if l1 is not None else OrderedDict()
-    data_get = data.get
-    move_to_end = data.move_to_end
-    skip = 1 if state.skip_first else 0
-    arity = _fast_arity(state)
-    builder = state.builder
-    fast = FAST_TYPES
-    single_flight = state.options.single_flight
-    condition = state.options.condition
+    return (
+        state.func,
+        state.counts,
+        l1,
+        data.get,
+        data.move_to_end,
+        1 if state.skip_first else 0,
+        _fast_arity(state),
+        state.builder,
+        FAST_TYPES,
+        state.options.single_flight,
+        state.options.condition,
+    )
+
+
+def _make_sync(state: CachedState) -> Callable[..., Any]:
+    (
+        func,
+        counts,
+        l1,
+        data_get,
+        move_to_end,
+        skip,
+        arity,
+        builder,
+        fast,
+        single_flight,
+        condition,
+    ) = _wrapper_parts(state)
 
     def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
@@ -1372,7 +1395,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         kwargs: dict[str, Any],
         lkey: Any,
         bkey: str | None,
-        read: bool = True,
+        read: Any = True,
     ) -> Any:
         plan = state.plan or state.resolve()
         if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
@@ -1418,22 +1441,28 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         kwargs: dict[str, Any],
         lkey: Any,
         bkey: str | None,
-        read: bool = True,
+        read: Any = True,
     ) -> tuple[Any, tuple[Any, Any]]:
-        """Return (value for this caller, (stored, loads) for waiters)."""
+        """Return (value for this caller, (stored, loads) for waiters).
+
+        ``read``: True to read L2 first; False when the caller already read it and
+        missed; _UNREACHABLE when that read could not reach the backend.
+        """
         epoch = state.epoch
         hit = state.l1_lookup(lkey, refresh=False)  # filled while we queued?
         if hit is not _NO_HIT:
             return hit  # type: ignore[no-any-return]
-        use_l2 = plan.backend is not None and state.l2_ready()
+        use_l2 = plan.backend is not None and read is not _UNREACHABLE and state.l2_ready()
         if use_l2:
             if bkey is None or state.coherence is not None:  # the salt may have moved
                 bkey = builder.backend_key(args, kwargs)
-            value, payload, expires = state.l2_get(plan, bkey) if read else _NOT_READ
+            value, payload, expires = state.l2_get(plan, bkey) if read is True else _NOT_READ
             if value is not MISSING:
                 return state.accept_l2(
                     plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
                 )
+            if payload is _UNREACHABLE:
+                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
         token = None
         if use_l2 and state.locking:
             assert bkey is not None
@@ -1477,11 +1506,13 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
                 lkey, bkey = builder.keys(args, kwargs)
             except _Unbindable:
                 return func(*args, **kwargs)
-            value, _, _ = l2_get(plan, bkey)
+            value, payload, _ = l2_get(plan, bkey)
             if value is not MISSING:
                 counts[L2_HITS] += 1
                 return value
-            return miss(args, kwargs, lkey, bkey, False)
+            return miss(
+                args, kwargs, lkey, bkey, _UNREACHABLE if payload is _UNREACHABLE else False
+            )
 
     elif arity < 0:
 
@@ -1535,18 +1566,19 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
 
 
 def _make_async(state: CachedState) -> Callable[..., Any]:
-    func = state.func
-    counts = state.counts
-    l1 = state.l1
-    data: OrderedDict[Any, Any] = l1.data if l1 is not None else OrderedDict()
-    data_get = data.get
-    move_to_end = data.move_to_end
-    skip = 1 if state.skip_first else 0
-    arity = _fast_arity(state)
-    builder = state.builder
-    fast = FAST_TYPES
-    single_flight = state.options.single_flight
-    condition = state.options.condition
+    (
+        func,
+        counts,
+        _l1,
+        data_get,
+        move_to_end,
+        skip,
+        arity,
+        builder,
+        fast,
+        single_flight,
+        condition,
+    ) = _wrapper_parts(state)
 
     async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
@@ -1617,6 +1649,8 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
                 return state.accept_l2(
                     plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
                 )
+            if payload is _UNREACHABLE:
+                use_l2 = False  # as in the sync compute: no second timeout writing
         token = None
         if use_l2 and state.locking:
             assert bkey is not None
