@@ -69,41 +69,65 @@ def encode_generations(values: Sequence[int]) -> bytes:
 
 
 class Router:
-    """Routes one backend's notifications to the functions that use it."""
+    """Routes one backend's notifications to the functions that use it.
+
+    Every write to a cached key, in every process sharing the backend, costs each
+    process one notification, so routing one is kept short: the functions are held
+    in tuples of weak references, rebuilt when a function registers (rare) and read
+    without a lock. A function without an L1 has nothing to evict on a per-key
+    notice; it only listens to its generation counters.
+    """
 
     def __init__(self, coherence: Any) -> None:
         self.coherence = coherence
         self._lock = allocate_lock()
-        self._by_prefix: dict[str, weakref.WeakSet[CachedState]] = {}
-        self._by_generation: dict[str, weakref.WeakSet[CachedState]] = {}
-        self._all: weakref.WeakSet[CachedState] = weakref.WeakSet()
+        self._by_prefix: dict[str, tuple[weakref.ref[CachedState], ...]] = {}
+        self._by_generation: dict[str, tuple[weakref.ref[CachedState], ...]] = {}
+        self._all: tuple[weakref.ref[CachedState], ...] = ()
         self.notifications = 0
         self.resets = 0
 
     def register(self, state: CachedState, generation_keys: Sequence[str]) -> None:
+        ref = weakref.ref(state)
         with self._lock:
-            self._by_prefix.setdefault(state.builder.prefix, weakref.WeakSet()).add(state)
+            if state.l1 is not None:
+                prefix = state.builder.prefix
+                self._by_prefix[prefix] = _add(self._by_prefix.get(prefix, ()), ref)
             for key in generation_keys:
-                self._by_generation.setdefault(key, weakref.WeakSet()).add(state)
-            self._all.add(state)
+                self._by_generation[key] = _add(self._by_generation.get(key, ()), ref)
+            self._all = _add(self._all, ref)
 
     def __call__(self, keys: Sequence[str | bytes] | None) -> None:
         """The backend's listener callback (runs on the backend's thread)."""
         if keys is None:
             self.resets += 1
-            for state in list(self._all):
-                state.coherence_reset()
+            for ref in self._all:
+                state = ref()
+                if state is not None:
+                    state.coherence_reset()
             return
+        by_prefix = self._by_prefix
         for raw in keys:
             key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             self.notifications += 1
             if key.startswith(GENERATION_PREFIX):
-                for state in list(self._by_generation.get(key, ())):
-                    state.coherence_reset()
+                for ref in self._by_generation.get(key, ()):
+                    state = ref()
+                    if state is not None:
+                        state.coherence_reset()
                 continue
             prefix, _, digest = key.rpartition(":")
-            for state in list(self._by_prefix.get(prefix + ":", ())):
-                state.coherence_key_changed(digest)
+            for ref in by_prefix.get(prefix + ":", ()):
+                state = ref()
+                if state is not None:
+                    state.coherence_key_changed(digest)
+
+
+def _add(
+    refs: tuple[weakref.ref[CachedState], ...], ref: weakref.ref[CachedState]
+) -> tuple[weakref.ref[CachedState], ...]:
+    """``refs`` plus ``ref``, without references to functions that are gone."""
+    return (*(r for r in refs if r() is not None and r is not ref), ref)
 
 
 _routers: dict[int, Router] = {}
