@@ -279,9 +279,11 @@ def check_backend(obj: Any) -> None:
         return
     if isinstance(obj, str):
         if "://" not in obj:
+            from cachekit.config import redact_url
+
             raise ConfigurationError(
-                f"backend={obj!r} is not a URL; expected e.g. 'redis://localhost:6379/0' or "
-                "'memory://'. Use backend=None for L1 only."
+                f"backend={redact_url(obj)!r} is not a URL; expected e.g. "
+                "'redis://localhost:6379/0' or 'memory://'. Use backend=None for L1 only."
             )
         return
     _check_backend_object(obj)
