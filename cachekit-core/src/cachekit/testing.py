@@ -78,7 +78,8 @@ KNOWN_CAPABILITIES = frozenset(
 )
 
 # "scheme://user:password@host" -- credentials in what should be a public identifier.
-_USERINFO_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+# A password masked as "***" (what cachekit.config.redact_url writes) is fine.
+_USERINFO_WITH_PASSWORD = re.compile(r"://[^/@\s:]*:(?!\*\*\*@)[^/@\s]*@")
 
 
 # --- small assertion helpers (no pytest at import time) ---------------------------------
