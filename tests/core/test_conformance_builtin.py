@@ -402,3 +402,15 @@ def test_importing_cachekit_testing_does_not_import_pytest():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["fake://admin:***@db.example:1234/0", "fake://:***@db.example", "fake://db:1"]
+)
+def test_backend_suite_accepts_an_endpoint_with_a_masked_password(endpoint):
+    class Masked(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.endpoint = endpoint
+
+    _backend_suite(Masked).test_endpoint_is_a_string_without_credentials()
