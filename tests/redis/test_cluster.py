@@ -17,7 +17,9 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,13 @@ from redis_servers import LocalRedisCluster, PortReservation
 
 import cachekit
 from cachekit import cache
-from cachekit.breaker import BreakerConfig
+from cachekit.breaker import BreakerConfig, breakers
 from cachekit.coherence import DEGRADED_L1_TTL
 from cachekit.constants import MISSING
+from cachekit.errors import BackendUnavailableError, ConfigurationError
 from cachekit.testing import AsyncBackendConformance, BackendConformance
 from cachekit_redis import AsyncRedisBackend, RedisBackend
+from cachekit_redis.nodes import NODE_PREFIX, NodeUnavailableError
 
 HERE = Path(__file__).parent
 
@@ -40,6 +44,21 @@ pytestmark = pytest.mark.xdist_group("cluster")
 def all_nodes_url(cluster: LocalRedisCluster) -> str:
     """A URL naming every master as a startup node (the fixture's URL names only the first)."""
     return "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in cluster.addresses)
+
+
+def node_name(cluster: LocalRedisCluster, index: int) -> str:
+    """redis-py's name of a master (``host:port``), which names its circuit breaker."""
+    host, port = cluster.addresses[index]
+    return f"{host}:{port}"
+
+
+@pytest.fixture(autouse=True)
+def _node_breakers_closed_after_each_test():
+    """Node breakers live in the process-wide registry and the cluster outlives a test."""
+    yield
+    for found in breakers():
+        if found.endpoint.startswith(NODE_PREFIX):
+            found.reset()
 
 
 def keys_on_every_node(
@@ -237,6 +256,9 @@ def test_invalidation_reaches_another_process_for_keys_on_every_master(
     with dist.Child(cluster.url, source, "watch", 30, *keys) as child:
         ready = json.loads(child.expect("READY"))
         assert ready == {"versions": versions, "healthy": True}
+        # The stream coming up emptied the child's L1 just before READY: let it read its
+        # keys back first, or a DEL that wins that race is seen as a miss, not a notice.
+        time.sleep(0.2)
         figures = []
         # One entry per master: DEL on its owner, notified by that primary's connection.
         for key in keys:
@@ -300,16 +322,21 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
 ):
     cluster = clean_redis_cluster
     url = all_nodes_url(cluster)
+    # One backend of each flavour; their node breakers (shared: same nodes, same settings)
+    # retry a node 1 s after isolating it.
+    nodes_config = BreakerConfig(recovery_timeout=1.0)
+    backend = RedisBackend(url, circuit_breaker=nodes_config)
+    abackend = AsyncRedisBackend(url, circuit_breaker=nodes_config)
     # l1=False: every call asks L2, so hits and misses are L2's. Each copy has its own
-    # breaker (the registry keys breakers by endpoint and settings).
-    steady = make_copy(url, l1=False, circuit_breaker=BreakerConfig(recovery_timeout=1.0))
+    # endpoint breaker (the registry keys breakers by endpoint and settings).
+    steady = make_copy(backend, l1=False, circuit_breaker=BreakerConfig(recovery_timeout=1.0))
     burst = make_copy(
-        url,
+        backend,
         l1=False,
         distributed_lock=False,
         circuit_breaker=BreakerConfig(recovery_timeout=1.5),
     )
-    asteady = make_async_copy(url, l1=False, circuit_breaker=False)
+    asteady = make_async_copy(abackend, l1=False, circuit_breaker=False)
     by_node = keys_on_every_node(cluster, steady, 3)
     asteady.cache_key("x")  # resolves it: its generation counter is known
     # The victim holds neither copy's generation counter (see `counted` for that case).
@@ -320,7 +347,7 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
     interleaved = [by_node[n][j] for j in range(3) for n in sorted(by_node)]
     # A copy whose namespace counter lives on the victim (its keys may live anywhere).
     ns = _namespace_on(cluster, victim)
-    counted = make_copy(url, l1=False, namespace=ns, circuit_breaker=False)
+    counted = make_copy(backend, l1=False, namespace=ns, circuit_breaker=False)
     counted_live = [
         a
         for a in (f"c-{i}" for i in range(12))
@@ -362,10 +389,15 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         arounds = [runner.run(agather()) for _ in range(3)]
         assert all(r == {"hits": len(aargs) - len(adead), "misses": len(adead)} for r in arounds)
 
-        # A burst of the dead master's keys (no lock traffic in between): the endpoint's
-        # single breaker counts their failures together and opens for the whole cluster.
+        # A burst of the dead master's keys (no lock traffic in between): their failures
+        # count on the dead node's breaker only; the endpoint's breaker stays closed, so
+        # the live keys keep hitting.
         burst_rounds = [_round(burst, sorted(dead) + live, dead) for _ in range(2)]
         burst_breaker = burst.__cachekit__.plan.breaker.snapshot()
+        assert burst_breaker["transitions"]["opened"] == 0
+        assert all(r["live_hits"] == len(live) for r in burst_rounds)
+        node_breaker = backend._nodes.node(node_name(cluster, victim)).snapshot()
+        assert node_breaker["state"] != "closed"
 
         # A function whose namespace counter is on the dead master cannot read its
         # generations, so it cannot use L2 at all.
@@ -402,10 +434,10 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         f"{[r['hits'] for r in arounds]} L2 hits, {len(adead)} dead keys computed each round"
     )
     print(
-        f"[cluster] DESIGN: {len(dead)} dead-key misses in a row (distributed_lock=False): the "
-        f"endpoint's one breaker went {burst_breaker['state']} "
-        f"({burst_breaker['transitions']['opened']} opening(s), "
-        f"{burst_breaker['rejected_calls']} calls kept off Redis); live keys then hit L2 "
+        f"[cluster] {len(dead)} dead-key misses in a row (distributed_lock=False): the "
+        f"endpoint's breaker stayed {burst_breaker['state']}, the dead node's breaker "
+        f"{node_breaker['state']} ({node_breaker['transitions']['opened']} opening(s), "
+        f"{node_breaker['rejected_calls']} calls kept off it); live keys hit L2 "
         f"{[r['live_hits'] for r in burst_rounds]} of {len(live)} per round"
     )
     print(
@@ -416,6 +448,283 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         f"[cluster] outage {outage:.2f} s; restart_node {restarted:.2f} s; notification "
         f"stream back {back * 1000:.0f} ms later; L2 hits resumed on every master"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A circuit breaker per node
+
+
+def _data_calls(cluster: LocalRedisCluster, index: int) -> int:
+    """Data commands (GET, SET, DEL, EVALSHA...) that master ``index`` has executed so far."""
+    stats = cluster.nodes[index].info("commandstats")
+    names = ("get", "set", "del", "pttl", "evalsha", "eval", "mget", "incr", "exists", "unlink")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in names)
+
+
+def test_a_frozen_master_is_isolated_by_its_own_breaker_while_the_others_keep_hitting(
+    clean_redis_cluster, report_figures
+):
+    cluster = clean_redis_cluster
+    url = all_nodes_url(cluster)
+    threshold, workers = 3, 4
+    nodes_config = BreakerConfig(failure_threshold=threshold, recovery_timeout=0.5)
+    backend = RedisBackend(url, circuit_breaker=nodes_config)
+    # The endpoint's breaker would open after 2 transient failures: it must never see one.
+    endpoint_config = BreakerConfig(failure_threshold=2, recovery_timeout=30.0)
+    computed: Counter[str] = Counter()
+
+    def make(namespace: str) -> Any:
+        @cache(
+            backend=backend, ttl=60, l1=False, namespace=namespace, circuit_breaker=endpoint_config
+        )
+        def lookup(key: str) -> dict:
+            computed[key] += 1
+            return {"key": key}
+
+        lookup.cache_key("x")  # resolves it: its generation counters are known
+        return lookup
+
+    # The victim holds none of the function's generation counters.
+    for i in range(100):
+        lookup = make(f"frozen{i}")
+        gen_nodes = {cluster.node_for_key(key) for key in lookup.__cachekit__.gen_keys}
+        if len(gen_nodes) < len(cluster.nodes):
+            break
+    victim = next(i for i in (1, 2, 0) if i not in gen_nodes)
+    by_node = keys_on_every_node(cluster, lookup, 4)
+    dead = set(by_node[victim])
+    interleaved = [by_node[n][j] for j in range(4) for n in sorted(by_node)]
+    live = [arg for arg in interleaved if arg not in dead]
+    node = backend._nodes.node(node_name(cluster, victim))
+    endpoint = lookup.__cachekit__.plan.breaker
+
+    def round_of_calls() -> dict[str, int]:
+        """Every argument once, by ``workers`` threads; an exception would propagate here."""
+        before = dict(computed)
+        values = list(pool.map(lookup, interleaved))
+        assert [v["key"] for v in values] == interleaved
+        hits = [arg for arg in interleaved if computed[arg] == before.get(arg, 0)]
+        return {
+            "live_hits": sum(arg not in dead for arg in hits),
+            "dead_hits": sum(arg in dead for arg in hits),
+        }
+
+    pool = ThreadPoolExecutor(workers)
+    try:
+        round_of_calls()  # stores every entry
+        assert round_of_calls() == {"live_hits": len(live), "dead_hits": len(dead)}
+        errors_before = lookup.cache_info().errors
+
+        cluster.nodes[victim].pause()
+        frozen_at = time.monotonic()
+        rounds = [round_of_calls() for _ in range(6)]
+        frozen_for = time.monotonic() - frozen_at
+        during = node.snapshot()
+        errors = lookup.cache_info().errors - errors_before
+        assert all(r == {"live_hits": len(live), "dead_hits": 0} for r in rounds)
+        # Every failure on the frozen node was a command that waited for its timeout. Before
+        # the breaker opened: the threshold, plus calls already in flight (another thread's).
+        # Then one per half-open probe (each failed, reopening it for recovery_timeout).
+        paid = during["consecutive_failures"]
+        probes = during["transitions"]["half_opened"]
+        assert during["transitions"]["opened"] >= 1
+        assert threshold <= paid - probes <= threshold + workers - 1
+        assert during["rejected_calls"] > 0
+        assert endpoint.transitions["opened"] == 0 and endpoint.state == "closed"
+
+        cluster.nodes[victim].resume()
+        thawed_at = time.monotonic()
+        after: list[dict[str, int]] = []
+        while not after or after[-1]["dead_hits"] < len(dead):
+            assert time.monotonic() - thawed_at < 15, f"the frozen keys never hit again: {after}"
+            if after:
+                time.sleep(0.01)
+            after.append(round_of_calls())
+        recovered = time.monotonic() - thawed_at
+        assert all(r["live_hits"] == len(live) for r in after)
+        assert node.state == "closed"
+        assert endpoint.transitions["opened"] == 0
+    finally:
+        pool.shutdown()
+        cluster.nodes[victim].resume()
+
+    report_figures(
+        f"[cluster] master {victim} frozen (SIGSTOP) {frozen_for:.2f} s under {workers} threads, "
+        f"{len(dead)} of {len(interleaved)} keys on it: {paid} calls paid a "
+        f"{backend.settings.socket_timeout:.1f} s timeout ({paid - probes} before its breaker "
+        f"opened, threshold {threshold}; {probes} half-open probe(s)), "
+        f"{during['rejected_calls']} operations skipped it without I/O; 0 exceptions to "
+        f"callers ({errors} backend operations failed open, {len(rounds)} rounds)"
+    )
+    report_figures(
+        f"[cluster] frozen master: live keys {[r['live_hits'] for r in rounds]} of {len(live)} "
+        f"L2 hits per round; endpoint breaker never opened"
+    )
+    report_figures(
+        f"[cluster] after SIGCONT its keys hit L2 again after {recovered * 1000:.0f} ms "
+        f"(recovery_timeout {nodes_config.recovery_timeout} s, {len(after)} round(s))"
+    )
+
+
+def test_an_isolated_node_gets_no_commands_and_multi_key_calls_skip_it(clean_redis_cluster):
+    cluster = clean_redis_cluster
+    url = all_nodes_url(cluster)
+    config = BreakerConfig(failure_threshold=2, recovery_timeout=30.0)
+    backend = RedisBackend(url, circuit_breaker=config)
+    keys = [f"cachekit:iso:{i}" for i in range(30)]
+    owner = {key: cluster.node_for_key(key) for key in keys}
+    assert set(owner.values()) == {0, 1, 2}
+    victim = 1
+    on_victim = next(key for key in keys if owner[key] == victim)
+    elsewhere = next(key for key in keys if owner[key] != victim)
+    backend.set_many({key: key.encode() for key in keys})
+    coherence = backend.coherence()
+    gens = {node: f"cachekit:gen:n:{_namespace_on(cluster, node)}" for node in (0, victim)}
+    coherence.generations(list(gens.values()))  # creates both counters
+
+    breaker = backend._nodes.node(node_name(cluster, victim))
+    for _ in range(config.failure_threshold):
+        breaker.failure()
+    assert breaker.state == "open"
+    before = [_data_calls(cluster, i) for i in range(len(cluster.nodes))]
+
+    # Single-key operations on the isolated node raise at once, node-scoped (not transient
+    # for the endpoint's breaker); the other nodes answer.
+    single = {
+        "get": lambda: backend.get(on_victim),
+        "set": lambda: backend.set(on_victim, b"new"),
+        "delete": lambda: backend.delete(on_victim),
+        "ttl": lambda: backend.ttl(on_victim),
+        "acquire_lock": lambda: backend.acquire_lock(on_victim, "token", 1.0),
+        "release_lock": lambda: backend.release_lock(on_victim, "token"),
+        "bump": lambda: coherence.bump(gens[victim]),
+        "generations": lambda: coherence.generations(list(gens.values())),
+    }
+    for name, call in single.items():
+        with pytest.raises(NodeUnavailableError) as err:
+            call()
+        assert isinstance(err.value, BackendUnavailableError), name
+        assert err.value.transient is False, name
+    assert backend.get(elsewhere) == elsewhere.encode()
+    assert coherence.generations([gens[0]])[0] > 0
+
+    # Multi-key: the isolated node's keys read as misses; writes reach the others, then raise.
+    expected = [MISSING if owner[key] == victim else key.encode() for key in keys]
+    assert backend.get_many(keys) == expected
+    with pytest.raises(NodeUnavailableError):
+        backend.get_many([on_victim])  # no node answered
+    with pytest.raises(NodeUnavailableError):
+        backend.set_many({key: b"new" for key in keys})
+    assert backend.get(elsewhere) == b"new"
+    with pytest.raises(NodeUnavailableError):
+        backend.delete_many([on_victim, elsewhere])
+    assert backend.get(elsewhere) is MISSING
+
+    async def run() -> list[Any]:
+        # The asyncio backend shares the node breakers (same nodes, same settings).
+        abackend = AsyncRedisBackend(url, circuit_breaker=config)
+        try:
+            with pytest.raises(NodeUnavailableError):
+                await abackend.get(on_victim)
+            with pytest.raises(NodeUnavailableError):
+                await abackend.set(on_victim, b"new")
+            with pytest.raises(NodeUnavailableError):
+                await abackend.set_many({key: b"async" for key in keys})
+            return await abackend.get_many(keys)
+        finally:
+            await abackend.close()
+
+    assert asyncio.run(run()) == [MISSING if owner[k] == victim else b"async" for k in keys]
+
+    after = [_data_calls(cluster, i) for i in range(len(cluster.nodes))]
+    assert after[victim] == before[victim]  # not one command reached the isolated node
+    assert all(after[i] > before[i] for i in range(len(cluster.nodes)) if i != victim)
+    health = backend.health()
+    states = {entry["node"]: entry["state"] for entry in health["node_breakers"]}
+    assert states[node_name(cluster, victim)] == "open" and health["healthy"]
+    assert breaker.snapshot()["rejected_calls"] >= len(single) + 6
+
+    breaker.reset()
+    assert backend.get(on_victim) == on_victim.encode()  # never overwritten while isolated
+    assert _data_calls(cluster, victim) > after[victim]
+    backend.close()
+
+
+def test_a_frozen_master_costs_multi_key_calls_one_timeout_and_only_its_keys(
+    clean_redis_cluster, report_figures
+):
+    cluster = clean_redis_cluster
+    url = all_nodes_url(cluster)
+    config = BreakerConfig(failure_threshold=10, recovery_timeout=30.0)
+    backend = RedisBackend(url, circuit_breaker=config)
+    abackend = AsyncRedisBackend(url, circuit_breaker=config)
+    keys = [f"cachekit:part:{i}" for i in range(30)]
+    owner = {key: cluster.node_for_key(key) for key in keys}
+    victim = 2
+    on_victim = [key for key in keys if owner[key] == victim]
+    backend.set_many({key: key.encode() for key in keys})
+    expected = [MISSING if owner[key] == victim else key.encode() for key in keys]
+    breaker = backend._nodes.node(node_name(cluster, victim))
+    runner = asyncio.Runner()  # one loop, one asyncio client through the freeze
+    try:
+        assert runner.run(abackend.get_many(keys)) == [key.encode() for key in keys]
+        cluster.nodes[victim].pause()
+        start = time.monotonic()
+        assert backend.get_many(keys) == expected
+        sync_took = time.monotonic() - start
+        assert breaker.failures == 1  # one timeout for all of its keys
+        start = time.monotonic()
+        assert runner.run(abackend.get_many(keys)) == expected
+        async_took = time.monotonic() - start
+        assert breaker.failures == 2
+        with pytest.raises(NodeUnavailableError):
+            runner.run(abackend.get(on_victim[0]))
+        with pytest.raises(NodeUnavailableError):
+            backend.set_many({key: b"new" for key in keys})  # the other masters are written
+        assert breaker.failures == 4 and breaker.state == "closed"
+        assert backend.get_many(keys) == [
+            MISSING if owner[key] == victim else b"new" for key in keys
+        ]
+        cluster.nodes[victim].resume()
+        assert backend.get_many(on_victim) == [key.encode() for key in on_victim]
+        assert breaker.failures == 0  # a success resets the count
+        assert runner.run(abackend.get_many(keys)) == [
+            key.encode() if owner[key] == victim else b"new" for key in keys
+        ]
+    finally:
+        cluster.nodes[victim].resume()
+        runner.run(abackend.close())
+        runner.close()
+        backend.close()
+    report_figures(
+        f"[cluster] get_many of {len(keys)} keys, {len(on_victim)} on a frozen master: "
+        f"sync {sync_took * 1000:.0f} ms, asyncio {async_took * 1000:.0f} ms (one "
+        f"{backend.settings.socket_timeout:.1f} s timeout; the others' values returned)"
+    )
+
+
+def test_the_node_breakers_follow_the_option_and_the_environment(clean_redis_cluster, monkeypatch):
+    url = all_nodes_url(clean_redis_cluster)
+    for bad in ("yes", 3, BreakerConfig):
+        with pytest.raises(ConfigurationError, match="circuit_breaker") as err:
+            RedisBackend(url, circuit_breaker=bad)
+        assert "CACHEKIT_SOCKET_TIMEOUT" not in str(err.value)
+        with pytest.raises(ConfigurationError, match="circuit_breaker"):
+            AsyncRedisBackend(url, circuit_breaker=bad)
+    off = RedisBackend(url, circuit_breaker=False)
+    assert off.get("cachekit:k") is MISSING
+    assert off.node_breakers() == [] and "node_breakers" not in off.health()
+    backend = RedisBackend(url)
+    assert backend.get("cachekit:k") is MISSING
+    owner = clean_redis_cluster.node_for_key("cachekit:k")
+    assert [b["node"] for b in backend.node_breakers()] == [node_name(clean_redis_cluster, owner)]
+    assert backend.node_breakers()[0]["failure_threshold"] == BreakerConfig().failure_threshold
+    monkeypatch.setenv("CACHEKIT_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "7")
+    assert RedisBackend(url)._nodes.config.failure_threshold == 7
+    monkeypatch.setenv("CACHEKIT_CIRCUIT_BREAKER", "off")
+    assert RedisBackend(url)._nodes is None and AsyncRedisBackend(url)._nodes is None
+    for b in (off, backend):
+        b.close()
 
 
 def test_a_burst_beyond_the_pool_size_fails_open_without_opening_the_breaker(

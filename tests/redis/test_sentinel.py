@@ -24,6 +24,7 @@ import pytest
 
 from cachekit.breaker import BreakerConfig
 from cachekit.coherence import DEGRADED_L1_TTL, router_for
+from cachekit.errors import BackendError
 from cachekit.testing import AsyncBackendConformance, BackendConformance
 from cachekit_redis import AsyncRedisBackend, RedisBackend
 
@@ -264,3 +265,177 @@ def test_calls_survive_a_failover_and_follow_the_new_master(
         f"[sentinel] after the failover: a DEL on the new master dropped another copy's L1 "
         f"entry in {notified * 1000:.1f} ms and another process's in {child_delay * 1000:.1f} ms"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A planned failover: how soon writes leave the old master
+
+#: Sanity bound: how long after Sentinel names the new master writes may still reach the old
+#: one. Measured: a few ms (the coherence listener hears +switch-master and every pool drops
+#: its connections). Before that reset, pooled connections kept using the old master until
+#: Sentinel itself demoted it, 8-18 s later.
+MOVE_BOUND = 3.0
+
+
+class _Writer:
+    """A thread calling ``fn`` with a new argument each time (a miss that writes its entry);
+    for a coroutine function, four concurrent calls at a time in its own event loop."""
+
+    def __init__(self, fn: Any, is_async: bool) -> None:
+        self.fn = fn
+        self.calls: list[tuple[float, str]] = []  # (monotonic time the call returned, arg)
+        self.errors: list[BaseException] = []
+        self.wrong = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run_async if is_async else self._run, daemon=True
+        )
+        self._thread.start()
+
+    def _record(self, arg: str, value: Any) -> None:
+        self.wrong += value["key"] != arg
+        self.calls.append((time.monotonic(), arg))
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            arg = f"w-{i}"
+            i += 1
+            try:
+                self._record(arg, self.fn(arg))
+            except BaseException as exc:  # must never happen: recorded, asserted empty
+                self.errors.append(exc)
+            time.sleep(0.001)
+
+    def _run_async(self) -> None:
+        async def one(arg: str) -> None:
+            try:
+                self._record(arg, await self.fn(arg))
+            except BaseException as exc:
+                self.errors.append(exc)
+
+        async def run() -> None:
+            i = 0
+            while not self._stop.is_set():
+                await asyncio.gather(*(one(f"w-{i + k}") for k in range(4)))
+                i += 4
+                await asyncio.sleep(0.001)
+
+        asyncio.run(run())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _switch_time(setup: Any) -> tuple[threading.Thread, list[float]]:
+    """A thread subscribed to Sentinel's +switch-master: records when the message came."""
+    pubsub = setup.sentinel_server.client().pubsub()
+    pubsub.subscribe("+switch-master")
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    at: list[float] = []
+
+    def run() -> None:
+        deadline = time.monotonic() + 30
+        try:
+            while not at and time.monotonic() < deadline:
+                if pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
+                    at.append(time.monotonic())
+        finally:
+            pubsub.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, at
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_writes_leave_the_old_master_as_soon_as_sentinel_names_the_new_one(
+    clean_redis_sentinel, report_figures, flavor
+):
+    """SENTINEL FAILOVER leaves the old master up and writable until Sentinel demotes it,
+    8-18 s later (``failover(demote=False)`` leaves it so). Every call writes a new entry;
+    afterwards, an entry that only the old master holds was written there after the split."""
+    setup = clean_redis_sentinel
+    url, old, new = setup.url, setup.master, setup.replica
+    options: dict[str, Any] = {"l1": False, "circuit_breaker": BreakerConfig(recovery_timeout=0.5)}
+    fn = make_async_copy(url, **options) if flavor == "async" else make_copy(url, **options)
+    fn.cache_key("warm")  # resolves the backend and creates the generation counters
+    assert old.client().execute_command("WAIT", 1, 1000) == 1  # the counters on the replica too
+    coherence = fn.__cachekit__.coherence
+    wait_for(lambda: coherence.healthy)
+    watcher, switched = _switch_time(setup)
+    writer = _Writer(fn, flavor == "async")
+    try:
+        wait_for(lambda: len(writer.calls) >= 50)
+        started = time.monotonic()
+        assert setup.failover(demote=False) is new
+        watcher.join(30)
+        assert switched, "no +switch-master message"
+        switch = switched[0]
+        time.sleep(max(0.0, switch + MOVE_BOUND + 1.0 - time.monotonic()))
+        writer.stop()
+        keys = [fn.cache_key(arg) for _, arg in writer.calls]
+        on_old, on_new = old.client().pipeline(), new.client().pipeline()
+        for key in keys:
+            on_old.exists(key)
+            on_new.exists(key)
+        where = list(zip(on_old.execute(), on_new.execute(), strict=True))
+        # Still a master: had Sentinel demoted it already, its entries would be gone.
+        assert old.info("replication")["role"] == "master"
+    finally:
+        writer.stop()
+        setup.demote_old_master()
+    assert writer.errors == [] and writer.wrong == 0
+    times = [at for at, _ in writer.calls]
+    only_old = [at - switch for at, (o, n) in zip(times, where, strict=True) if o and not n]
+    late = [offset for offset in only_old if offset > 0]
+    window = max(late, default=0.0)
+    after_bound = [n for at, (_, n) in zip(times, where, strict=True) if at > switch + MOVE_BOUND]
+    uncached = sum(1 for o, n in where if not o and not n)
+    assert window < MOVE_BOUND, f"writes reached the old master {window:.2f} s after the switch"
+    assert len(after_bound) >= 10 and all(after_bound)  # the load went on; all on the new master
+    report_figures(
+        f"[sentinel] SENTINEL FAILOVER, {flavor} calls: the last write to the old master came "
+        f"{window * 1000:.0f} ms after Sentinel named the new one ({len(late)} writes after "
+        f"the switch; bound {MOVE_BOUND:.0f} s); {len(only_old) - len(late)} writes between the "
+        f"replica's promotion and the switch, {switch - started:.2f} s after the failover "
+        f"began, went to the old master while Sentinel still named it"
+    )
+    report_figures(
+        f"[sentinel] {len(writer.calls)} calls meanwhile, 0 raised, 0 wrong, {uncached} ran "
+        f"uncached (no entry on either server)"
+    )
+
+
+def test_a_master_answering_readonly_resets_every_pool_of_the_service(clean_redis_sentinel):
+    """Without a listener to report the switch, the first READONLY from the demoted master
+    (redis-py turns it into "The previous master is now a slave") resets every pool of the
+    service: the other clients' next calls go to the new master instead of failing too."""
+    setup = clean_redis_sentinel
+    old, new = setup.master, setup.replica
+    host, port = setup.sentinel
+    # The sentinel named twice: a URL (and a watch) of its own, that no listener follows.
+    url = f"redis+sentinel://{host}:{port},{host}:{port}/{setup.service_name}"
+    first, second, third = RedisBackend(url), RedisBackend(url), AsyncRedisBackend(url)
+    loop = asyncio.new_event_loop()
+    try:
+        first.set("k1", b"v")
+        second.set("k2", b"v")
+        loop.run_until_complete(third.set("k3", b"v"))
+        setup.failover(demote=False)
+        first.set("k4", b"v")  # nobody told the pools: still the old master
+        assert old.client().exists("k4") and not new.client().exists("k4")
+        old.execute("REPLICAOF", new.host, str(new.port))  # demoted; its clients stay connected
+        with pytest.raises(BackendError, match="previous master is now a slave"):
+            first.set("k5", b"v")
+        second.set("k6", b"v")
+        loop.run_until_complete(third.set("k7", b"v"))
+        first.set("k8", b"v")
+        assert [new.client().exists(k) for k in ("k6", "k7", "k8")] == [1, 1, 1]
+        loop.run_until_complete(third.close())
+    finally:
+        loop.close()
+        first.close()
+        second.close()
+        setup.demote_old_master()

@@ -1075,6 +1075,7 @@ class LocalRedisSentinel:
         self.servers: list[RedisServer] = []
         self._master_index = 0
         self.sentinel_server: SentinelServer | None = None
+        self._demotion: tuple[RedisServer, RedisServer, float] | None = None
         try:
             master = RedisServer(name="sentinel-master")
             self.servers.append(master)
@@ -1224,13 +1225,20 @@ class LocalRedisSentinel:
 
     # ---- faults
 
-    def failover(self, *, kill: bool = False, timeout: float = 30.0) -> RedisServer:
+    def failover(
+        self, *, kill: bool = False, demote: bool = True, timeout: float = 30.0
+    ) -> RedisServer:
         """Move the master role to the replica and wait until Sentinel reports it.
 
         ``kill=False``: ``SENTINEL FAILOVER`` (a clean, forced failover). ``kill=True``: SIGKILL
         the master, let Sentinel detect it (down-after-milliseconds) and promote the replica,
         then restart the old master as a replica of the new one. Returns the new master; when
         this returns the old master replicates from it and Sentinel knows that.
+
+        ``demote=False`` (with ``kill=False``): return as soon as Sentinel has settled on the
+        new master and leave the old one as Sentinel leaves it - still a master, writable,
+        with its clients connected, until Sentinel reconfigures it ~8-18 s later. Call
+        ``demote_old_master()`` to finish the failover then.
         """
         old, new = self.master, self.replica
         started = time.monotonic()
@@ -1256,6 +1264,21 @@ class LocalRedisSentinel:
         self._set_replicaof(old, new)
         self._wait_role(new, "master", deadline)
         self.wait_sentinel_settled(max(1.0, deadline - time.monotonic()))
+        if not demote and not kill:
+            self._demotion = (old, new, started)
+            self.last_failover_seconds = time.monotonic() - started
+            return new
+        return self._demote(old, new, kill, started, deadline)
+
+    def demote_old_master(self, timeout: float = 30.0) -> None:
+        """Finish a ``failover(demote=False)``: the old master becomes a replica now."""
+        assert self._demotion is not None, "no failover(demote=False) to finish"
+        (old, new, started), self._demotion = self._demotion, None
+        self._demote(old, new, False, started, time.monotonic() + timeout)
+
+    def _demote(
+        self, old: RedisServer, new: RedisServer, kill: bool, started: float, deadline: float
+    ) -> RedisServer:
         # Sentinel would demote the old master itself, but only after ~8-18 s; do it now.
         if kill or not old.is_alive():
             old.restart()
@@ -1314,6 +1337,9 @@ class LocalRedisSentinel:
         for server in self.servers:
             if server.paused:
                 server.resume()
+        if self._demotion is not None:  # a failover(demote=False) that a test left unfinished
+            with contextlib.suppress(RedisSetupError, redis.RedisError):
+                self.demote_old_master(timeout)
         self._follow_sentinel()
         if not self.master.is_alive() and self.replica.is_alive():
             # A test killed the master: Sentinel promotes the replica by itself; finish that

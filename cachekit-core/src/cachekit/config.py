@@ -191,23 +191,40 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, reprs and errors)."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``url`` with any password replaced by ``***`` (for logs, reprs and errors).
 
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    # redis-py also accepts the password as a query argument: ?password=...
-    query = "&".join(
-        f"{item.split('=', 1)[0]}=***"
-        if "=" in item and item.split("=", 1)[0].lower() in ("password", "pass", "pwd")
-        else item
-        for item in parts.query.split("&")
-    )
-    if parts.password is None and "@" not in parts.netloc:
-        return url if query == parts.query else url.replace(f"?{parts.query}", f"?{query}", 1)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" if user else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    Written for malformed URLs too: a password with an unencoded ``/``, ``?``, ``#``,
+    ``@`` or ``&`` is masked whichever way the URL is read. Everything between the
+    first ``:`` after ``://`` and the last ``@`` is masked (all of it when what comes
+    before that ``:`` cannot be a user name), and so is everything after a query
+    parameter whose name mentions a password. A URL may be masked more than needed.
+    """
+    import re
+
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:  # not a URL ("host:6379", "redis:/user:pw@host"): mask all before the "@"
+        head = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/*(?=.*@)", text)
+        scheme = head.group(0) if head else ""
+        rest = text[len(scheme) :]
+    spans: list[tuple[int, int]] = []
+    at = rest.rfind("@")
+    if at >= 0:
+        colon = rest.find(":", 0, at)
+        user = bool(sep) and colon > 0 and not re.search(r"[/?#@]", rest[:colon])
+        spans.append((colon + 1 if user else 0, at))
+    key = r"(?:^|[?&;])[^=&?#;/@:]*(?:pass|pwd|secret|token)[^=&?#;/@:]*="
+    found = re.search(key, rest, re.IGNORECASE)
+    if found:  # its value may hold '&', even '&name=': mask all that follows
+        spans.append((found.end(), len(rest)))
+    merged: list[tuple[int, int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((begin, end))
+    out, last = [], 0
+    for begin, end in merged:
+        out += [rest[last:begin], "***"]
+        last = end
+    return f"{scheme}{sep}{''.join(out)}{rest[last:]}"

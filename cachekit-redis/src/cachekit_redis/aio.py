@@ -17,10 +17,22 @@ from time import monotonic
 from typing import Any
 
 from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
-from cachekit_redis.backend import RELEASE_SCRIPT, glob_escape, ttl_ms
+from cachekit.errors import BackendError
+from cachekit_redis.backend import (
+    RELEASE_SCRIPT,
+    _delete,
+    _get,
+    _lock,
+    _pttl,
+    _set,
+    glob_escape,
+    ttl_ms,
+)
 from cachekit_redis.clients import build_async_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
+from cachekit_redis.failover import retire_async_client, watch_for
+from cachekit_redis.nodes import FAILED, Batch, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
@@ -41,19 +53,35 @@ def _drop_clients() -> None:
 atexit.register(_drop_clients)
 
 
+def _unlock(client: Any, key: str, token: str) -> Any:
+    return client.register_script(RELEASE_SCRIPT)(keys=[key], args=[token])
+
+
 class AsyncRedisBackend:
-    """cachekit's AsyncBackend protocol on redis.asyncio."""
+    """cachekit's AsyncBackend protocol on redis.asyncio.
+
+    On a Cluster every node has its own circuit breaker (:mod:`cachekit_redis.nodes`),
+    shared with the synchronous backend of the same nodes and settings.
+    """
 
     capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.settings = RedisSettings.from_env(**options)
         self.url = url
         self.target = parse(url)
+        # The URL's query applied (and checked) here, not at the first call.
+        self.settings = RedisSettings.from_env(**options).for_target(self.target)
         self.endpoint = self.target.endpoint
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        # Sentinel: clients whose epoch is behind the watch's are replaced (failover.py).
+        self._watch = watch_for(self.target) if self.target.kind == "sentinel" else None
+        self._nodes: NodeBreakers | None = None
+        if self.target.kind == "cluster":
+            config = node_breaker_config(self.settings.circuit_breaker)
+            if config is not None:
+                self._nodes = NodeBreakers(self.endpoint, config)
         _instances.add(self)
 
     def coherence(self) -> RedisCoherence:
@@ -86,9 +114,53 @@ class AsyncRedisBackend:
         client = self.client
         if self.target.kind == "cluster":
             await client.initialize()
+        elif self._watch is not None and client.cachekit_epoch != self._watch.epoch:
+            client = self._renew(client)
         return client
 
+    def _renew(self, stale: Any) -> Any:
+        """The Sentinel master moved: a new client for the running loop, whose connections
+        ask Sentinel again. The old one is closed once the calls still using it are done."""
+        loop = asyncio.get_running_loop()
+        client = self._clients[loop] = build_async_client(self.target, self.settings)
+        retire_async_client(stale, 2 * self.settings.socket_timeout + 1.0)
+        return client
+
+    # -- Cluster: a breaker per node ---------------------------------------------------
+
+    async def _connected(self, op: str) -> Any:
+        try:
+            return await self._ready()
+        except Exception as exc:  # no node answered: cluster-wide
+            raise translate(exc, self.endpoint, op) from exc
+
+    async def _on_node(
+        self, nodes: NodeBreakers, key: str, op: str, command: Any, *args: Any
+    ) -> Any:
+        """``await command(client, *args)`` through the breaker of ``key``'s node."""
+        return await nodes.acall(await self._connected(op), key, op, command, *args)
+
+    async def _batch(self, nodes: NodeBreakers, keys: list[str], commands: Any, op: str) -> Batch:
+        """Commands grouped by node, the nodes asked concurrently; isolated ones skipped."""
+        client = await self._connected(op)
+        try:
+            return await nodes.arun(client, keys, commands, op)
+        except BackendError:
+            raise
+        except Exception as exc:  # not a node's verdict
+            raise translate(exc, self.endpoint, op) from exc
+
+    def node_breakers(self) -> list[dict[str, Any]]:
+        """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
+        return [] if self._nodes is None else self._nodes.snapshot()
+
+    # -- the AsyncBackend protocol -------------------------------------------------------
+
     async def get(self, key: str) -> bytes | Missing:
+        nodes = self._nodes
+        if nodes is not None:
+            value = await self._on_node(nodes, key, "GET", _get, key)
+            return MISSING if value is None else value
         try:
             client = await self._ready()
             value = await client.get(key)
@@ -97,6 +169,10 @@ class AsyncRedisBackend:
         return MISSING if value is None else value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        nodes = self._nodes
+        if nodes is not None:
+            await self._on_node(nodes, key, "SET", _set, key, value, ttl_ms(ttl))
+            return
         try:
             client = await self._ready()
             await client.set(key, value, px=ttl_ms(ttl))
@@ -104,6 +180,9 @@ class AsyncRedisBackend:
             raise translate(exc, self.endpoint, "SET") from exc
 
     async def delete(self, key: str) -> bool:
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(await self._on_node(nodes, key, "DEL", _delete, key))
         try:
             client = await self._ready()
             return bool(await client.delete(key))
@@ -114,6 +193,13 @@ class AsyncRedisBackend:
         keys = list(keys)
         if not keys:
             return []
+        nodes = self._nodes
+        if nodes is not None:
+            # Keys of an isolated or failing node read as misses, unless no node answered.
+            batch = await self._batch(nodes, keys, [("GET", key) for key in keys], "MGET")
+            if batch.errors and not batch.ok:
+                raise nodes.combine(batch.errors, "MGET")
+            return [MISSING if v is None or v is FAILED else v for v in batch.values]
         try:
             client = await self._ready()
             if self.target.kind == "cluster":
@@ -128,6 +214,15 @@ class AsyncRedisBackend:
         if not items:
             return
         px = ttl_ms(ttl)
+        nodes = self._nodes
+        if nodes is not None:
+            # Every node that can be reached is written; then any failure is raised.
+            extra = () if px is None else ("PX", px)
+            commands = [("SET", key, value, *extra) for key, value in items.items()]
+            batch = await self._batch(nodes, list(items), commands, "SET (pipeline)")
+            if batch.errors:
+                raise nodes.combine(batch.errors, "SET (pipeline)")
+            return
         try:
             client = await self._ready()
             pipe = client.pipeline(transaction=False)
@@ -141,6 +236,13 @@ class AsyncRedisBackend:
         keys = list(keys)
         if not keys:
             return 0
+        nodes = self._nodes
+        if nodes is not None:
+            # A delete that did not happen must not pass unnoticed: any failure raises.
+            batch = await self._batch(nodes, keys, [("DEL", key) for key in keys], "DEL")
+            if batch.errors:
+                raise nodes.combine(batch.errors, "DEL")
+            return sum(int(v) for v in batch.values)
         try:
             client = await self._ready()
             return int(await client.delete(*keys))
@@ -169,11 +271,15 @@ class AsyncRedisBackend:
         return removed
 
     async def ttl(self, key: str) -> float | Missing | None:
-        try:
-            client = await self._ready()
-            ms = await client.pttl(key)
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "PTTL") from exc
+        nodes = self._nodes
+        if nodes is not None:
+            ms = await self._on_node(nodes, key, "PTTL", _pttl, key)
+        else:
+            try:
+                client = await self._ready()
+                ms = await client.pttl(key)
+            except Exception as exc:
+                raise translate(exc, self.endpoint, "PTTL") from exc
         if ms == -2:
             return MISSING
         if ms == -1:
@@ -181,6 +287,9 @@ class AsyncRedisBackend:
         return float(ms) / 1000.0
 
     async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(await self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
         try:
             client = await self._ready()
             return bool(await client.set(key, token, nx=True, px=ttl_ms(lease)))
@@ -188,10 +297,12 @@ class AsyncRedisBackend:
             raise translate(exc, self.endpoint, "SET NX (lock)") from exc
 
     async def release_lock(self, key: str, token: str) -> bool:
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(await self._on_node(nodes, key, "EVALSHA (unlock)", _unlock, key, token))
         try:
             client = await self._ready()
-            script = client.register_script(RELEASE_SCRIPT)
-            return bool(await script(keys=[key], args=[token]))
+            return bool(await _unlock(client, key, token))
         except Exception as exc:
             raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
 
@@ -217,6 +328,8 @@ class AsyncRedisBackend:
         except Exception as exc:
             report["healthy"] = False
             report["error"] = str(translate(exc, self.endpoint, "PING"))
+        if self._nodes is not None:
+            report["node_breakers"] = self._nodes.snapshot()
         return report
 
     async def close(self) -> None:

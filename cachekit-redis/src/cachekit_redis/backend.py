@@ -8,9 +8,11 @@ from time import monotonic
 from typing import Any
 
 from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
+from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for
 from cachekit_redis.errors import translate
+from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
@@ -40,6 +42,27 @@ def ttl_ms(ttl: float | None) -> int | None:
     return max(1, int(ttl * 1000))
 
 
+# Single-key commands for RedisBackend._on_node (module functions: no closure per call).
+def _get(client: Any, key: str) -> Any:
+    return client.get(key)
+
+
+def _set(client: Any, key: str, value: bytes, px: int | None) -> Any:
+    return client.set(key, value, px=px)
+
+
+def _delete(client: Any, key: str) -> Any:
+    return client.delete(key)
+
+
+def _pttl(client: Any, key: str) -> Any:
+    return client.pttl(key)
+
+
+def _lock(client: Any, key: str, token: str, lease: float) -> Any:
+    return client.set(key, token, nx=True, px=ttl_ms(lease))
+
+
 class RedisBackend:
     """cachekit's Backend protocol on Redis.
 
@@ -47,17 +70,28 @@ class RedisBackend:
     override the ``CACHEKIT_*`` variables (see :class:`RedisSettings`). Errors are
     raised as :class:`cachekit.errors.BackendUnavailableError` (transient) or
     :class:`cachekit.errors.BackendError`; the decorator fails open on both.
+
+    On a Cluster every node has its own circuit breaker (:mod:`cachekit_redis.nodes`):
+    a command for an isolated node raises ``NodeUnavailableError`` without I/O, and
+    multi-key operations skip that node.
     """
 
     capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.settings = RedisSettings.from_env(**options)
         self.url = url
         self.target = parse(url)
+        # The URL's query applied (and checked) here, not at the first call.
+        self.settings = RedisSettings.from_env(**options).for_target(self.target)
         self.endpoint = self.target.endpoint
         self.client = build_sync_client(self.target, self.settings)
         self._release: Any = None
+        self._nodes: NodeBreakers | None = None
+        self._manager: Any = None  # the Cluster client's nodes_manager, once connected
+        if self.target.kind == "cluster":
+            config = node_breaker_config(self.settings.circuit_breaker)
+            if config is not None:
+                self._nodes = NodeBreakers(self.endpoint, config)
 
     def coherence(self) -> RedisCoherence:
         """Generations and change notifications (shared per URL within the process)."""
@@ -66,7 +100,52 @@ class RedisBackend:
     def __repr__(self) -> str:
         return f"RedisBackend({self.endpoint!r})"
 
+    # -- Cluster: a breaker per node ---------------------------------------------------
+
+    def _connected(self, op: str) -> Any:
+        """The Cluster client's nodes_manager (connecting first: a cluster-wide failure)."""
+        manager = self._manager
+        if manager is None:
+            try:
+                manager = self._manager = self.client.nodes_manager
+            except Exception as exc:
+                raise translate(exc, self.endpoint, op) from exc
+        return manager
+
+    def _on_node(self, nodes: NodeBreakers, key: str, op: str, command: Any, *args: Any) -> Any:
+        """``command(client, *args)`` through the breaker of ``key``'s node."""
+        manager = self._manager or self._connected(op)
+        return nodes.call(manager, self.client, key, op, command, *args)
+
+    def _batch(self, nodes: NodeBreakers, keys: list[str], commands: Any, op: str) -> Any:
+        """Commands grouped by node (isolated nodes skipped); a :class:`nodes.Batch`."""
+        self._connected(op)
+        try:
+            return nodes.run(self.client, keys, commands, op)
+        except BackendError:
+            raise
+        except Exception as exc:  # not a node's verdict: slot map unavailable, a bug
+            raise translate(exc, self.endpoint, op) from exc
+
+    def node_breakers(self) -> list[dict[str, Any]]:
+        """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
+        return [] if self._nodes is None else self._nodes.snapshot()
+
+    # -- the Backend protocol ------------------------------------------------------------
+
     def get(self, key: str) -> bytes | Missing:
+        nodes = self._nodes
+        if nodes is not None:  # _on_node inlined: this is the L2-hit path
+            breaker = nodes.admit(self._manager or self._connected("GET"), key, "GET")
+            try:
+                value = self.client.get(key)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    breaker.release_probe()
+                    raise
+                raise nodes.failed(breaker, exc, "GET") from exc
+            breaker.success()
+            return MISSING if value is None else value
         try:
             value = self.client.get(key)
         except Exception as exc:
@@ -74,12 +153,19 @@ class RedisBackend:
         return MISSING if value is None else value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        nodes = self._nodes
+        if nodes is not None:
+            self._on_node(nodes, key, "SET", _set, key, value, ttl_ms(ttl))
+            return
         try:
             self.client.set(key, value, px=ttl_ms(ttl))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET") from exc
 
     def delete(self, key: str) -> bool:
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(self._on_node(nodes, key, "DEL", _delete, key))
         try:
             return bool(self.client.delete(key))
         except Exception as exc:
@@ -89,6 +175,13 @@ class RedisBackend:
         keys = list(keys)
         if not keys:
             return []
+        nodes = self._nodes
+        if nodes is not None:
+            # Keys of an isolated or failing node read as misses, unless no node answered.
+            batch = self._batch(nodes, keys, [("GET", key) for key in keys], "MGET")
+            if batch.errors and not batch.ok:
+                raise nodes.combine(batch.errors, "MGET")
+            return [MISSING if v is None or v is FAILED else v for v in batch.values]
         try:
             if self.target.kind == "cluster":
                 values = self.client.mget_nonatomic(keys)
@@ -102,6 +195,15 @@ class RedisBackend:
         if not items:
             return
         px = ttl_ms(ttl)
+        nodes = self._nodes
+        if nodes is not None:
+            # Every node that can be reached is written; then any failure is raised.
+            extra = () if px is None else ("PX", px)
+            commands = [("SET", key, value, *extra) for key, value in items.items()]
+            batch = self._batch(nodes, list(items), commands, "SET (pipeline)")
+            if batch.errors:
+                raise nodes.combine(batch.errors, "SET (pipeline)")
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             for key, value in items.items():
@@ -114,6 +216,13 @@ class RedisBackend:
         keys = list(keys)
         if not keys:
             return 0
+        nodes = self._nodes
+        if nodes is not None:
+            # A delete that did not happen must not pass unnoticed: any failure raises.
+            batch = self._batch(nodes, keys, [("DEL", key) for key in keys], "DEL")
+            if batch.errors:
+                raise nodes.combine(batch.errors, "DEL")
+            return sum(int(v) for v in batch.values)
         try:
             return int(self.client.delete(*keys))
         except Exception as exc:
@@ -148,10 +257,14 @@ class RedisBackend:
         return removed
 
     def ttl(self, key: str) -> float | Missing | None:
-        try:
-            ms = self.client.pttl(key)
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "PTTL") from exc
+        nodes = self._nodes
+        if nodes is not None:
+            ms = self._on_node(nodes, key, "PTTL", _pttl, key)
+        else:
+            try:
+                ms = self.client.pttl(key)
+            except Exception as exc:
+                raise translate(exc, self.endpoint, "PTTL") from exc
         if ms == -2:
             return MISSING
         if ms == -1:
@@ -160,6 +273,9 @@ class RedisBackend:
 
     def acquire_lock(self, key: str, token: str, lease: float) -> bool:
         """SET key token NX PX lease: True when this caller now holds the lock."""
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
         try:
             return bool(self.client.set(key, token, nx=True, px=ttl_ms(lease)))
         except Exception as exc:
@@ -167,12 +283,18 @@ class RedisBackend:
 
     def release_lock(self, key: str, token: str) -> bool:
         """Delete the lock only while ``token`` holds it (a Lua compare-and-delete)."""
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(self._on_node(nodes, key, "EVALSHA (unlock)", self._unlock, key, token))
         try:
-            if self._release is None:
-                self._release = self.client.register_script(RELEASE_SCRIPT)
-            return bool(self._release(keys=[key], args=[token]))
+            return self._unlock(self.client, key, token)
         except Exception as exc:
             raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
+
+    def _unlock(self, client: Any, key: str, token: str) -> bool:
+        if self._release is None:
+            self._release = client.register_script(RELEASE_SCRIPT)
+        return bool(self._release(keys=[key], args=[token]))
 
     def ping(self) -> bool:
         try:
@@ -203,6 +325,8 @@ class RedisBackend:
         except Exception as exc:
             report["healthy"] = False
             report["error"] = str(translate(exc, self.endpoint, "PING"))
+        if self._nodes is not None:
+            report["node_breakers"] = self._nodes.snapshot()
         return report
 
     def close(self) -> None:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from cachekit_redis.failover import watch_for
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import Target
 
-__all__ = ["LazyClient", "build_async_client", "build_sync_client", "no_retry"]
+__all__ = [
+    "LazyClient",
+    "build_async_client",
+    "build_sync_client",
+    "no_retry",
+    "raw_connection",
+]
 
 
 def no_retry(asyncio: bool = False) -> Any:
@@ -73,7 +80,8 @@ def build_sync_client(target: Target, settings: RedisSettings) -> Any:
     import redis
     from redis.connection import BlockingConnectionPool
 
-    conn = {**settings.connection_kwargs(), "retry": no_retry()}
+    settings = settings.for_target(target)  # the URL's query; E040 for TLS options sans TLS
+    conn = {**settings.connection_kwargs(unix=target.unix), "retry": no_retry()}
     if target.kind == "standalone":
         pool = BlockingConnectionPool(
             max_connections=settings.pool_size,
@@ -111,13 +119,17 @@ def build_sync_client(target: Target, settings: RedisSettings) -> Any:
         **conn,
     )
     assert target.service is not None
-    return sentinel.master_for(target.service, db=target.db, max_connections=settings.pool_size)
+    client = sentinel.master_for(target.service, db=target.db, max_connections=settings.pool_size)
+    # Reset when the master moves (cachekit_redis.failover).
+    watch_for(target).register(client.connection_pool)
+    return client
 
 
 def build_async_client(target: Target, settings: RedisSettings) -> Any:
     import redis.asyncio as aredis
 
-    conn = {**settings.connection_kwargs(), "retry": no_retry(asyncio=True)}
+    settings = settings.for_target(target)
+    conn = {**settings.connection_kwargs(unix=target.unix), "retry": no_retry(asyncio=True)}
     if target.kind == "standalone":
         pool = aredis.BlockingConnectionPool(
             max_connections=settings.pool_size,
@@ -138,6 +150,8 @@ def build_async_client(target: Target, settings: RedisSettings) -> Any:
         )
     from redis.asyncio.sentinel import Sentinel
 
+    # Read first: a move while the client is built only makes it renewed once more.
+    epoch = watch_for(target).epoch
     sentinel_kwargs = {
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_connect_timeout,
@@ -153,7 +167,10 @@ def build_async_client(target: Target, settings: RedisSettings) -> Any:
         **conn,
     )
     assert target.service is not None
-    return sentinel.master_for(target.service, db=target.db, max_connections=settings.pool_size)
+    client = sentinel.master_for(target.service, db=target.db, max_connections=settings.pool_size)
+    # The backend replaces a client whose epoch is behind its watch's (the master moved).
+    client.cachekit_epoch = epoch
+    return client
 
 
 def _async_connection(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -170,3 +187,35 @@ def _async_connection(kwargs: dict[str, Any]) -> dict[str, Any]:
     elif cls is not None:
         out["connection_class"] = async_conn.Connection
     return out
+
+
+def raw_connection(
+    target: Target,
+    settings: RedisSettings,
+    address: dict[str, Any] | None = None,
+    *,
+    client_name: str | None = None,
+) -> Any:
+    """An unpooled, unconnected redis-py (sync) connection to one server of ``target``.
+
+    Configured as the clients' connections are: the URL's query applied, explicit
+    timeouts, RESP2, no retries, TCP keepalive (not on a unix socket), the TLS options
+    and class on a TLS URL, the URL's credentials. ``address``: ``{"host": ..., "port":
+    ...}`` of a Cluster primary or Sentinel-named master (extra keys, such as ``db``,
+    win); default: the standalone server of ``target``. For the coherence listener.
+    """
+    from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+
+    settings = settings.for_target(target)
+    kwargs: dict[str, Any] = dict(target.connection) if address is None else {}
+    if target.kind != "standalone":
+        kwargs.update(_auth(target), db=target.db)
+    kwargs.update(address or {})
+    kwargs.pop("connection_class", None)
+    kwargs.update(settings.connection_kwargs(unix=target.unix), retry=no_retry())
+    if client_name is not None:
+        kwargs["client_name"] = client_name
+    cls: Any = (
+        UnixDomainSocketConnection if target.unix else SSLConnection if target.tls else Connection
+    )
+    return cls(**kwargs)

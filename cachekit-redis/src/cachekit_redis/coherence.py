@@ -25,8 +25,11 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit_redis.clients import build_sync_client
+from cachekit_redis.clients import build_sync_client, raw_connection
 from cachekit_redis.errors import translate
+from cachekit_redis.failover import SwitchSubscription, watch_for
+from cachekit_redis.nodes import NodeBreakers, node_breaker_config
+from cachekit_redis.resp import ReplyError, RespReader
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import Target
 
@@ -38,6 +41,7 @@ PREFIX = "cachekit:"
 CHANNEL = b"__redis__:invalidate"
 _KEEPALIVE = 1.0
 _BATCH_WAIT = 0.002  # seconds to gather more notices once one arrived
+_RECV_SIZE = 256 * 1024
 
 #: INCR that starts a missing counter at a random value instead of 0.
 _BUMP_SCRIPT = """
@@ -53,7 +57,13 @@ def _random_start() -> int:
     return int.from_bytes(os.urandom(6), "big") + 1  # seconds without traffic before a PING
 
 
+def _create(client: Any, key: str) -> Any:
+    """SET NX of a missing counter at a random start (True when this call created it)."""
+    return client.set(key, _random_start(), nx=True)
+
+
 _MAX_BACKOFF = 1.0
+_SUBSCRIBE_RETRY = 5.0  # seconds between attempts to subscribe to +switch-master
 
 
 class RedisCoherence:
@@ -72,6 +82,13 @@ class RedisCoherence:
         self._lock = threading.Lock()
         self._connected_once = False
         self._bump: Any = None
+        # Cluster: the node breakers, shared with the backends of the same nodes (nodes.py).
+        config = node_breaker_config(settings.circuit_breaker)
+        self._nodes = (
+            NodeBreakers(self.endpoint, config)
+            if target.kind == "cluster" and config is not None
+            else None
+        )
         # Counters this process just created: their creation notice is no invalidation.
         self._created: dict[bytes, float] = {}
 
@@ -86,7 +103,12 @@ class RedisCoherence:
         Random, not 0: a counter lost with its server (a restart without persistence,
         a failover that lost the last INCR) must never come back to a value it had
         before, or entries invalidated under that old value would be served again.
+
+        On a Cluster the counters must all be read, exactly: while a node that holds
+        one is isolated by its breaker this raises (node-scoped) without any I/O.
         """
+        from cachekit.errors import BackendError
+
         self._ensure_started()
         keys = list(keys)
         try:
@@ -101,9 +123,11 @@ class RedisCoherence:
                     if expect:
                         with self._lock:
                             self._created[key.encode()] = monotonic() + 2.0
-                    if not self.client.set(key, _random_start(), nx=True) and expect:
+                    if not self._on_node(key, "SET NX generation", _create, key) and expect:
                         self._forget_created(key.encode())  # someone else created it
                 values = self._mget(keys)
+        except BackendError:
+            raise  # a node's verdict, already translated
         except Exception as exc:
             raise translate(exc, self.endpoint, "MGET generations") from exc
         return [int(v) if v is not None else 0 for v in values]
@@ -115,18 +139,37 @@ class RedisCoherence:
         return until is not None and until >= monotonic()
 
     def _mget(self, keys: list[str]) -> list[Any]:
+        nodes = self._nodes
+        if nodes is not None:
+            # One round trip per node; all or nothing (an isolated node: no I/O at all).
+            commands = [("GET", key) for key in keys]
+            return nodes.run(self.client, keys, commands, "MGET generations", strict=True).values
         if self.target.kind == "cluster":
             return list(self.client.mget_nonatomic(keys))
         return list(self.client.mget(keys))
 
+    def _on_node(self, key: str, op: str, command: Any, *args: Any) -> Any:
+        """``command(client, *args)``; on a Cluster through the breaker of ``key``'s node."""
+        nodes = self._nodes
+        if nodes is None:
+            return command(self.client, *args)
+        return nodes.call(self.client.nodes_manager, self.client, key, op, command, *args)
+
     def bump(self, key: str) -> int:
         """Increment a counter (creating a lost one at a random value, never at 1)."""
+        from cachekit.errors import BackendError
+
         try:
-            if self._bump is None:
-                self._bump = self.client.register_script(_BUMP_SCRIPT)
-            return int(self._bump(keys=[key], args=[_random_start()]))
+            return int(self._on_node(key, "INCR generation", self._incr, key))
+        except BackendError:
+            raise  # a node's verdict, already translated
         except Exception as exc:
             raise translate(exc, self.endpoint, "INCR generation") from exc
+
+    def _incr(self, client: Any, key: str) -> Any:
+        if self._bump is None:
+            self._bump = client.register_script(_BUMP_SCRIPT)
+        return self._bump(keys=[key], args=[_random_start()])
 
     # -- notifications -----------------------------------------------------------------
 
@@ -163,7 +206,7 @@ class RedisCoherence:
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
-            conns: list[Any] = []
+            conns: list[_Stream] = []
             try:
                 conns = self._connect_all()
                 self._created.clear()
@@ -191,8 +234,7 @@ class RedisCoherence:
                     )
             finally:
                 for conn in conns:
-                    with suppress(Exception):
-                        conn.disconnect()
+                    conn.disconnect()
             if self.healthy:
                 self.healthy = False
                 self._emit(None)
@@ -202,68 +244,66 @@ class RedisCoherence:
 
     # -- connections -------------------------------------------------------------------
 
-    def _addresses(self) -> list[dict[str, Any]]:
-        """Connection kwargs of every primary to subscribe to."""
+    def _addresses(self) -> list[dict[str, Any] | None]:
+        """Where to subscribe: None for a standalone server, else each primary's address."""
         t = self.target
         if t.kind == "standalone":
-            return [dict(t.connection)]
-        auth: dict[str, Any] = {}
-        if t.username:
-            auth["username"] = t.username
-        if t.password:
-            auth["password"] = t.password
+            return [None]
         if t.kind == "sentinel":
             host, port = self._sentinel_master()
-            return [{"host": host, "port": port, "db": t.db, **auth}]
+            return [{"host": host, "port": port}]
         self.client.nodes_manager.initialize()
-        return [
-            {"host": node.host, "port": node.port, **auth} for node in self.client.get_primaries()
-        ]
+        return [{"host": node.host, "port": node.port} for node in self.client.get_primaries()]
 
     def _sentinel_master(self) -> tuple[str, int]:
         pool = self.client.connection_pool
         host, port = pool.sentinel_manager.discover_master(pool.service_name)
+        # A new master: every pooled connection of this service is dropped now, not
+        # when the old master is demoted (cachekit_redis.failover).
+        watch_for(self.target).seen((host, port))
         return str(host), int(port)
 
-    def _connect_all(self) -> list[Any]:
-        from redis.connection import Connection
+    def _connect_all(self) -> list[_Stream]:
+        streams: list[_Stream] = []
+        try:
+            for address in self._addresses():
+                # Built like the clients' connections (TLS, unix socket, credentials,
+                # timeouts, RESP2, no retries); redis-py connects and authenticates it.
+                conn = raw_connection(
+                    self.target, self.settings, address, client_name="cachekit-coherence"
+                )
+                conn.connect()
+                stream = _Stream(conn, address)
+                streams.append(stream)
+                client_id = stream.request("CLIENT", "ID")
+                stream.request(
+                    "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", PREFIX
+                )
+                stream.request("SUBSCRIBE", CHANNEL)
+        except BaseException:
+            for stream in streams:
+                stream.disconnect()
+            raise
+        return streams
 
-        conns = []
-        for kwargs in self._addresses():
-            cls = kwargs.pop("connection_class", Connection)
-            conn = cls(
-                **kwargs,
-                socket_timeout=self.settings.socket_timeout,
-                socket_connect_timeout=self.settings.socket_connect_timeout,
-                client_name="cachekit-coherence",
-                protocol=2,
-                retry=None,
-            )
-            conn.connect()
-            conn.send_command("CLIENT", "ID")
-            client_id = conn.read_response()
-            conn.send_command(
-                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", PREFIX
-            )
-            reply = conn.read_response()
-            if reply not in (b"OK", "OK"):
-                raise ConnectionError(f"CLIENT TRACKING refused: {reply!r}")
-            conn.send_command("SUBSCRIBE", CHANNEL)
-            conn.read_response()
-            conn.master_address = (kwargs.get("host"), kwargs.get("port"))
-            conns.append(conn)
-        return conns
-
-    def _serve(self, conns: list[Any]) -> None:
+    def _serve(self, conns: list[_Stream]) -> None:
         import selectors
 
         selector = selectors.DefaultSelector()
         for conn in conns:
-            selector.register(conn._sock, selectors.EVENT_READ, conn)
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
         last_traffic = {id(c): monotonic() for c in conns}
         ping_sent: dict[int, float] = {}
         dead_after = self.settings.socket_timeout + _KEEPALIVE
         next_topology_check = monotonic() + _KEEPALIVE
+        # Sentinel: its +switch-master message triggers the master check at once.
+        watch = switches = None
+        next_subscribe = monotonic() + _SUBSCRIBE_RETRY
+        if self.target.kind == "sentinel":
+            watch = watch_for(self.target)
+            switches = SwitchSubscription(self.target, self.settings)
+            if switches.open():
+                selector.register(switches.sock, selectors.EVENT_READ, switches)
         try:
             while not self._stop.is_set():
                 ready = selector.select(timeout=0.25)
@@ -273,14 +313,19 @@ class RedisCoherence:
                     self._stop.wait(_BATCH_WAIT)
                 for key, _ in ready:
                     conn = key.data
-                    # Drain every reply already buffered on this connection.
-                    while True:
-                        message = conn.read_response()
-                        last_traffic[id(conn)] = monotonic()
-                        ping_sent.pop(id(conn), None)
-                        self._handle(message)
-                        if not conn.can_read(timeout=0):
-                            break
+                    if conn is switches:
+                        if switches.read():
+                            next_topology_check = 0.0
+                        if switches.broken:  # resubscribed by the next check
+                            selector.unregister(key.fileobj)
+                            switches.close()
+                        continue
+                    # Every frame that arrived so far, parsed from one read.
+                    frames = conn.receive()
+                    last_traffic[id(conn)] = monotonic()
+                    ping_sent.pop(id(conn), None)
+                    for frame in frames:
+                        self._handle(frame)
                 now = monotonic()
                 for conn in conns:
                     cid = id(conn)
@@ -288,20 +333,25 @@ class RedisCoherence:
                         if now - ping_sent[cid] > dead_after:
                             raise TimeoutError("no reply to PING on the notification connection")
                     elif now - last_traffic[cid] > _KEEPALIVE:
-                        conn.send_command("PING")
+                        conn.send("PING")
                         ping_sent[cid] = now
-                if self.target.kind == "sentinel" and now >= next_topology_check:
+                if watch is not None and (now >= next_topology_check or watch.check_now):
                     next_topology_check = now + _KEEPALIVE
+                    if switches is not None and switches.conn is None and now >= next_subscribe:
+                        next_subscribe = now + _SUBSCRIBE_RETRY
+                        if switches.open():
+                            selector.register(switches.sock, selectors.EVENT_READ, switches)
                     if self._sentinel_master() != tuple(conns[0].master_address):
                         return  # failover: reconnect to the new master
         finally:
             selector.close()
+            if switches is not None:
+                switches.close()
 
     def _handle(self, message: Any) -> None:
         if not isinstance(message, list) or len(message) < 3:
             return
-        kind = message[0]
-        if kind in (b"message", "message") and message[1] in (CHANNEL, CHANNEL.decode()):
+        if message[0] == b"message" and message[1] == CHANNEL:
             data = message[2]
             if data is None:
                 self._emit(None)  # FLUSHDB / FLUSHALL
@@ -310,6 +360,54 @@ class RedisCoherence:
                 keys = [k for k in keys if not (self._created and self._forget_created(k))]
                 if keys:
                     self._emit(keys)
+
+
+class _Stream:
+    """One notification connection: redis-py connects it, :class:`RespReader` reads it.
+
+    Everything the server sends after the connection's own handshake is read here, in
+    whole frames per ``recv`` (redis-py's reader costs several times more per notice).
+    """
+
+    __slots__ = ("conn", "master_address", "reader", "sock")
+
+    def __init__(self, conn: Any, address: dict[str, Any] | None) -> None:
+        self.conn = conn
+        self.sock = conn._sock
+        self.reader = RespReader()
+        where = address or {}
+        self.master_address = (where.get("host"), where.get("port"))
+
+    def send(self, *args: Any) -> None:
+        self.conn.send_command(*args)
+
+    def receive(self) -> list[Any]:
+        """The frames completed by one read (waits at most the socket timeout)."""
+        sock = self.sock
+        data = sock.recv(_RECV_SIZE)
+        if not data:
+            raise ConnectionError("the server closed the notification connection")
+        # TLS: bytes already decrypted into the SSL object are invisible to select().
+        pending = getattr(sock, "pending", None)
+        while pending is not None and pending():
+            data += sock.recv(_RECV_SIZE)
+        self.reader.feed(data)
+        return self.reader.frames()
+
+    def request(self, *args: Any) -> Any:
+        """Send a command and return its reply (a ReplyError is raised)."""
+        self.send(*args)
+        while True:
+            for frame in self.receive():
+                if isinstance(frame, list) and frame and frame[0] == b"message":
+                    continue  # a notice before the stream is declared up: superseded
+                if isinstance(frame, ReplyError):
+                    raise ReplyError(f"{args[0]} {args[1]!s}: {frame}")
+                return frame
+
+    def disconnect(self) -> None:
+        with suppress(Exception):  # closing a broken connection must not raise
+            self.conn.disconnect()
 
 
 _registry: dict[tuple[str, RedisSettings], RedisCoherence] = {}

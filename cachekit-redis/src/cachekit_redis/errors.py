@@ -4,7 +4,8 @@ Connection problems and timeouts become :class:`BackendUnavailableError` (a
 ``ConnectionError``): transient, they count towards the circuit breaker. Anything
 else the server answers with (``OOM command not allowed``, ``READONLY``, a reply the
 client cannot parse) becomes :class:`BackendError`: counted and logged, the call
-fails open, but the breaker stays closed - the server is up.
+fails open, but the breaker stays closed - the server is up. ``READONLY`` from a
+Sentinel master also resets every pool of that service (cachekit_redis.failover).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def translate(exc: BaseException, endpoint: str, op: str) -> BackendError:
     if isinstance(exc, rx.ConnectionError) and isinstance(exc.__context__, rx.ReadOnlyError):
         # redis-py's Sentinel connections turn READONLY into "The previous master is now
         # a slave" (and reconnect): the server answered, like READONLY anywhere else.
+        # The other pooled connections are still on the demoted master: drop them all.
+        from cachekit_redis.failover import demoted
+
+        demoted(endpoint)
         return BackendError(detail)
     unreachable = (rx.ConnectionError, rx.TimeoutError, OSError, TimeoutError)
     if isinstance(exc, unreachable):

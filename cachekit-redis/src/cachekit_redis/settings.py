@@ -8,12 +8,17 @@ for about a minute). Every value below is set explicitly on every client.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
+from cachekit.breaker import BreakerConfig
 from cachekit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cachekit_redis.urls import Target
 
 __all__ = ["ENVIRONMENT", "RedisSettings"]
 
@@ -28,6 +33,48 @@ ENVIRONMENT = {
 _SSL_OPTIONS = frozenset(
     {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
 )
+_CERT_REQS = ("none", "optional", "required")
+
+
+def _check_ssl(options: tuple[tuple[str, Any], ...]) -> None:
+    import ssl
+
+    for name, value in options:
+        if name not in _SSL_OPTIONS:
+            raise ConfigurationError(
+                f"unknown TLS option {name!r}; the TLS options are {sorted(_SSL_OPTIONS)}."
+            )
+        if name == "ssl_check_hostname":
+            ok = isinstance(value, bool)
+            want = "True or False"
+        elif name == "ssl_cert_reqs":
+            ok = isinstance(value, ssl.VerifyMode) or (
+                isinstance(value, str) and value in _CERT_REQS
+            )
+            want = "'none', 'optional', 'required' or an ssl.VerifyMode"
+        else:
+            ok = isinstance(value, (str, os.PathLike)) and bool(os.fspath(value))
+            want = "a file path"
+        if not ok:
+            raise ConfigurationError(f"{name} must be {want}, got {value!r}.")
+
+
+def _check_client_name(value: object) -> None:
+    # Redis refuses names with spaces or special characters (CLIENT SETNAME).
+    if not isinstance(value, str) or not value or any(not "!" <= c <= "~" for c in value):
+        raise ConfigurationError(
+            "client_name must be a non-empty name of printable ASCII characters without "
+            f"spaces, got {value!r}."
+        )
+
+
+def _check_circuit_breaker(value: object) -> None:
+    if value is not None and not isinstance(value, (bool, BreakerConfig)):
+        raise ConfigurationError(
+            "circuit_breaker (the Redis Cluster per-node breakers) must be a "
+            "cachekit.breaker.BreakerConfig, True (settings from the "
+            f"CACHEKIT_CIRCUIT_BREAKER_* variables) or False (no per-node breakers), got {value!r}."
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +87,18 @@ class RedisSettings:
     ``pool_timeout``: seconds to wait for a free pooled connection (default: the
     socket timeout); the pool never grows past ``pool_size``.
     ``retries``: always 0 - the circuit breaker decides what happens after a failure.
+    ``client_name``: what CLIENT LIST shows for cachekit's connections.
+    ``ssl``: TLS options (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+    ``ssl_cert_reqs``, ``ssl_check_hostname``) as sorted (name, value) pairs; they need
+    a TLS URL (``rediss://`` and relatives).
+    The URL's query may set ``socket_timeout``, ``socket_connect_timeout``,
+    ``client_name`` and the TLS options too (:mod:`cachekit_redis.urls`); see
+    :meth:`for_target` for which wins.
+    ``circuit_breaker``: Redis Cluster only - the settings of the breaker kept per
+    cluster node (see :mod:`cachekit_redis.nodes`): a
+    :class:`cachekit.breaker.BreakerConfig`, True/None for the
+    ``CACHEKIT_CIRCUIT_BREAKER_*`` variables (default), or False for none (then every
+    node's failures count on the endpoint's one breaker, as for a single server).
     """
 
     socket_timeout: float = 0.5
@@ -50,12 +109,23 @@ class RedisSettings:
     retries: int = 0
     health_check_interval: int = 0
     ssl: tuple[tuple[str, Any], ...] = ()
+    circuit_breaker: BreakerConfig | bool | None = None
+    #: The fields passed in code (to :meth:`from_env`): a URL's query does not override them.
+    _explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        _check_circuit_breaker(self.circuit_breaker)
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or not math.isfinite(value)
+            ):
                 raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}.")
+        _check_client_name(self.client_name)
+        _check_ssl(self.ssl)
         if (
             isinstance(self.pool_size, bool)
             or not isinstance(self.pool_size, int)
@@ -89,8 +159,12 @@ class RedisSettings:
             except ValueError:
                 kind = "a number of seconds" if conv is float else "a whole number"
                 raise ConfigurationError(f"{var}={raw!r} must be {kind}.") from None
-        known = {f.name for f in fields(cls)} - {"ssl", "retries"}
-        ssl = {k: v for k, v in overrides.items() if k in _SSL_OPTIONS}
+        known = {f.name for f in fields(cls)} - {"ssl", "retries", "_explicit"}
+        ssl = {
+            k: v.lower() if k == "ssl_cert_reqs" and isinstance(v, str) else v
+            for k, v in overrides.items()
+            if k in _SSL_OPTIONS
+        }
         unknown = set(overrides) - known - _SSL_OPTIONS
         if unknown:
             raise ConfigurationError(
@@ -98,19 +172,54 @@ class RedisSettings:
                 f"{sorted(known | _SSL_OPTIONS)}."
             )
         values.update({k: v for k, v in overrides.items() if k in known})
+        # Options from code only: checked before the hint about the variables below.
+        _check_circuit_breaker(values.get("circuit_breaker"))
+        if "client_name" in values:
+            _check_client_name(values["client_name"])
         try:
             settings = cls(**values)
         except ConfigurationError as exc:
             names = ", ".join(sorted(ENVIRONMENT))
             raise ConfigurationError(f"{exc.message} (check {names})") from None
-        return replace(settings, ssl=tuple(sorted(ssl.items())))
+        return replace(
+            settings,
+            ssl=tuple(sorted(ssl.items())),
+            _explicit=frozenset(overrides) & (known | _SSL_OPTIONS),
+        )
 
-    def connection_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments every connection is created with (pinned by a test)."""
+    def for_target(self, target: Target) -> RedisSettings:
+        """These settings with the URL's query parameters (``target.options``) applied.
+
+        The order, last wins: defaults, ``CACHEKIT_*`` variables, the URL's query,
+        options in code. TLS options (from the URL or code) need a TLS URL: E040
+        otherwise. Idempotent; the clients are always built from its result.
+        """
+        from_url = dict(target.options)
+        ssl = {k: v for k, v in from_url.items() if k in _SSL_OPTIONS}
+        ssl.update(self.ssl)
+        if ssl and not target.tls:
+            where = "a unix socket" if target.unix else f"{target.endpoint.split(':')[0]}://"
+            raise ConfigurationError(
+                f"TLS options {sorted(ssl)} were given for {target.endpoint!r}, but "
+                f"{where} is not TLS: use rediss://, rediss+cluster:// or rediss+sentinel://."
+            )
+        changes: dict[str, Any] = {
+            k: v for k, v in from_url.items() if k not in _SSL_OPTIONS and k not in self._explicit
+        }
+        if tuple(sorted(ssl.items())) != self.ssl:
+            changes["ssl"] = tuple(sorted(ssl.items()))
+        return replace(self, **changes) if changes else self
+
+    def connection_kwargs(self, unix: bool = False) -> dict[str, Any]:
+        """The keyword arguments every connection is created with (pinned by a test).
+
+        ``unix``: for a unix socket, which takes no TCP options (keepalive).
+        """
+        tcp = {} if unix else {"socket_keepalive": True}
         return {
             "socket_timeout": float(self.socket_timeout),
             "socket_connect_timeout": float(self.socket_connect_timeout),
-            "socket_keepalive": True,
+            **tcp,
             "health_check_interval": self.health_check_interval,
             "client_name": self.client_name,
             "retry_on_timeout": False,

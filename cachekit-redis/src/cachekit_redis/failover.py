@@ -1,0 +1,259 @@
+"""Following a Sentinel master across failovers (``redis+sentinel://``).
+
+redis-py's Sentinel clients ask Sentinel where the master is only when they open a
+connection: pooled connections keep using the server they were opened to. After a
+planned failover (``SENTINEL FAILOVER``) the old master stays up, and writable, until
+Sentinel reconfigures it as a replica about 10 s later; until then writes made there
+are lost and reads from it are stale.
+
+One :class:`MasterWatch` per Sentinel service and process knows the master last
+reported by Sentinel and counts its changes in ``epoch``. The coherence listener
+feeds it (at once on Sentinel's ``+switch-master`` message, otherwise with its check
+every second), and so does any client whose master answers ``READONLY``. On a change:
+
+* every synchronous pool of the service is reset by the thread that noticed: idle
+  connections are closed, so that their next use asks Sentinel again, and connections
+  in use are closed when they are released;
+* an asyncio client belongs to its event loop and is never touched from another
+  thread: the backend compares the client's epoch with the watch's on each operation
+  (one attribute check) and, when it is behind, replaces the client in its own loop
+  (:func:`retire_async_client` closes the old one once calls in flight are over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from contextlib import suppress
+from time import monotonic
+from typing import Any
+
+__all__ = [
+    "MasterWatch",
+    "SwitchSubscription",
+    "demoted",
+    "retire_async_client",
+    "watch_for",
+]
+
+log = logging.getLogger("cachekit.redis")
+
+#: READONLY comes back once per pooled connection still on the demoted master: one
+#: reset of every pool per this many seconds is enough.
+_DEMOTED_INTERVAL = 1.0
+SWITCH_CHANNEL = "+switch-master"
+
+
+class MasterWatch:
+    """The master of one Sentinel service, as last reported, and the pools to reset."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.master: tuple[str, int] | None = None
+        #: Grows at every change; asyncio clients remember the value they were built at.
+        self.epoch = 0
+        #: Set when a client met a demoted master: the listener asks Sentinel at once.
+        self.check_now = False
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._last_reset = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"MasterWatch({self.name!r}, master={self.master}, epoch={self.epoch})"
+
+    def register(self, pool: Any) -> None:
+        """A synchronous SentinelConnectionPool to reset when the master moves."""
+        with self._lock:
+            self._pools.add(pool)
+
+    def seen(self, address: Sequence[Any]) -> bool:
+        """Sentinel reports ``address`` as the master. True if that is a move (pools reset)."""
+        master = (str(address[0]), int(address[1]))
+        with self._lock:
+            previous, self.master = self.master, master
+            self.check_now = False
+            if previous is None or previous == master:
+                return False  # first sight, or after a READONLY reset: nothing to drop
+            self.epoch += 1
+            self._last_reset = monotonic()
+            pools = list(self._pools)
+        log.info(
+            "Sentinel %s: the master moved from %s:%s to %s:%s; reconnecting",
+            self.name,
+            *previous,
+            *master,
+        )
+        _reset_sync_pools(pools, master)
+        return True
+
+    def demoted(self) -> None:
+        """A client's master answered READONLY: it is a replica now; forget it everywhere."""
+        now = monotonic()
+        with self._lock:
+            if now - self._last_reset < _DEMOTED_INTERVAL:
+                return
+            self._last_reset = now
+            self.master = None
+            self.epoch += 1
+            self.check_now = True
+            pools = list(self._pools)
+        log.info("Sentinel %s: the master answered READONLY; reconnecting", self.name)
+        _reset_sync_pools(pools, None)
+
+
+def _reset_sync_pools(pools: list[Any], master: tuple[str, int] | None) -> None:
+    for pool in pools:
+        try:
+            # Connections in use are dropped when released (SentinelConnectionPool keeps
+            # only those whose address is its master_address; None matches none)...
+            getattr(pool, "proxy", pool).master_address = master
+            # ...idle ones now: their next use connects again, asking Sentinel where to.
+            pool.disconnect(inuse_connections=False)
+        except Exception as exc:  # a pool being torn down: nothing to reset
+            log.debug("Sentinel pool reset failed: %r", exc)
+
+
+_watches: dict[tuple[Any, ...], MasterWatch] = {}
+_by_endpoint: dict[str, MasterWatch] = {}
+_lock = threading.Lock()
+
+
+def watch_for(target: Any) -> MasterWatch:
+    """The process's watch of a sentinel target's service (shared by every URL naming it)."""
+    key = (tuple(sorted(target.nodes)), target.service)
+    found = _watches.get(key)
+    if found is None or target.endpoint not in _by_endpoint:
+        with _lock:
+            found = _watches.get(key)
+            if found is None:
+                found = _watches[key] = MasterWatch(target.endpoint)
+            _by_endpoint.setdefault(target.endpoint, found)
+    return found
+
+
+def demoted(endpoint: str) -> None:
+    """``READONLY`` from the master of ``endpoint`` (called by errors.translate)."""
+    watch = _by_endpoint.get(endpoint)
+    if watch is not None:
+        watch.demoted()
+
+
+# -- asyncio clients ---------------------------------------------------------------------
+
+_retiring: set[asyncio.Task[None]] = set()
+
+
+def retire_async_client(client: Any, delay: float) -> None:
+    """Close a replaced asyncio client in ``delay`` seconds, when calls in flight are done.
+
+    Called in the client's own event loop. Nothing takes a connection from its pool any
+    more; closing it at once would cut the commands still running on it.
+    """
+    loop = asyncio.get_running_loop()
+
+    def close() -> None:
+        task = loop.create_task(_close(client))
+        _retiring.add(task)
+        task.add_done_callback(_retiring.discard)
+
+    loop.call_later(delay, close)
+
+
+async def _close(client: Any) -> None:
+    with suppress(Exception):
+        await client.aclose()
+
+
+# -- +switch-master ---------------------------------------------------------------------
+
+
+class SwitchSubscription:
+    """A best-effort ``SUBSCRIBE +switch-master`` on one of the Sentinels.
+
+    Used by the coherence listener, which adds ``sock`` to its selector: Sentinel
+    publishes the message the moment it names the new master, so the listener checks
+    (and the pools are reset) without waiting for its periodic check. When no Sentinel
+    can be subscribed to, or the subscription breaks, the periodic check remains.
+    """
+
+    def __init__(self, target: Any, settings: Any) -> None:
+        self.target = target
+        self.settings = settings
+        self.conn: Any = None
+        self.broken = False  # read() failed: unregister ``sock``, then close()
+
+    @property
+    def sock(self) -> Any:
+        return None if self.conn is None else self.conn._sock
+
+    def open(self) -> bool:
+        """Subscribe on the first Sentinel that answers; False if none did."""
+        from redis.connection import Connection
+
+        connection: Any = Connection  # redis-py's Connection is not annotated
+        self.close()
+        for host, port in self.target.nodes:
+            conn = connection(
+                host=host,
+                port=port,
+                password=self.target.sentinel_password,
+                socket_timeout=self.settings.socket_timeout,
+                socket_connect_timeout=self.settings.socket_connect_timeout,
+                protocol=2,
+                retry=None,
+            )
+            try:
+                conn.connect()
+                conn.send_command("SUBSCRIBE", SWITCH_CHANNEL)
+                conn.read_response()
+            except Exception as exc:
+                log.debug("cannot subscribe to %s on %s:%s: %r", SWITCH_CHANNEL, host, port, exc)
+                with suppress(Exception):
+                    conn.disconnect()
+                continue
+            self.conn = conn
+            return True
+        return False
+
+    def read(self) -> bool:
+        """Drain the messages; True if one may be about our service (or the link broke)."""
+        conn = self.conn
+        if conn is None:
+            return False
+        service = (self.target.service or "").encode()
+        moved = False
+        try:
+            while True:
+                message = conn.read_response()
+                if isinstance(message, list) and len(message) >= 3:
+                    data = message[2]
+                    data = data if isinstance(data, bytes) else str(data).encode()
+                    if message[0] in (b"message", "message") and data.split(b" ")[0] == service:
+                        moved = True
+                if not conn.can_read(timeout=0):
+                    return moved
+        except Exception as exc:
+            log.debug("%s subscription lost: %r", SWITCH_CHANNEL, exc)
+            self.broken = True
+            return True  # messages may have been missed: check now
+
+    def close(self) -> None:
+        conn, self.conn, self.broken = self.conn, None, False
+        if conn is not None:
+            with suppress(Exception):
+                conn.disconnect()
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for watch in _watches.values():
+        watch._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
