@@ -1454,9 +1454,11 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         hit = state.l1_lookup(lkey, refresh=False)  # filled while we queued?
         if hit is not _NO_HIT:
             return hit  # type: ignore[no-any-return]
+        # A key computed before the generations were (re)read carries an old salt.
+        stale = state.coherence is not None and not state.gens_ok
         use_l2 = plan.backend is not None and read is not _UNREACHABLE and state.l2_ready()
         if use_l2:
-            if bkey is None or state.coherence is not None:  # the salt may have moved
+            if bkey is None or stale:
                 bkey = builder.backend_key(args, kwargs)
             value, payload, expires = state.l2_get(plan, bkey) if read is True else _NOT_READ
             if value is not MISSING:
@@ -1642,9 +1644,10 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         hit = state.l1_lookup(lkey, refresh=False)
         if hit is not _NO_HIT:
             return hit  # type: ignore[no-any-return]
+        stale = state.coherence is not None and not state.gens_ok  # as in sync compute
         use_l2 = plan.abackend is not None and await state.al2_ready()
         if use_l2:
-            if bkey is None or state.coherence is not None:
+            if bkey is None or stale:
                 bkey = builder.backend_key(args, kwargs)
             value, payload, expires = await state.al2_get(plan, bkey)
             if value is not MISSING:
