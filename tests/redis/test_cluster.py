@@ -531,6 +531,10 @@ def test_a_frozen_master_is_isolated_by_its_own_breaker_while_the_others_keep_hi
         assert threshold <= paid - probes <= threshold + workers - 1
         assert during["rejected_calls"] > 0
         assert endpoint.transitions["opened"] == 0 and endpoint.state == "closed"
+        health = lookup.check_health()
+        assert health["status"] == "degraded"
+        states = {b["node"]: b["state"] for b in health["backend"]["node_breakers"]}
+        assert states[node_name(cluster, victim)] != "closed"
 
         cluster.nodes[victim].resume()
         thawed_at = time.monotonic()

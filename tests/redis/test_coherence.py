@@ -186,11 +186,16 @@ def test_losing_the_notification_stream_flushes_l1_and_caps_new_entries(
     assert coherence.healthy
     f(1)
     assert len(f.__cachekit__.l1) == 1
+    backend = f.__cachekit__.plan.backend
+    assert backend.health()["notifications"] == {"connected": True, "reconnects": 0}
+    assert f.check_health()["backend"]["notifications"] == {"connected": True, "reconnects": 0}
     server.kill()
     deadline = time.monotonic() + 5
     while coherence.healthy and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not coherence.healthy
+    assert backend.health()["notifications"]["connected"] is False
+    assert f.check_health()["backend"]["notifications"]["connected"] is False
     assert len(f.__cachekit__.l1) == 0  # flushed when the stream was lost
     f(2)  # computed while degraded: its L1 entry lives at most DEGRADED_L1_TTL
     entry = f.__cachekit__.l1.data[(2, int)]
@@ -200,3 +205,4 @@ def test_losing_the_notification_stream_flushes_l1_and_caps_new_entries(
     while not coherence.healthy and time.monotonic() < deadline:
         time.sleep(0.01)
     assert coherence.healthy
+    assert backend.health()["notifications"] == {"connected": True, "reconnects": 1}

@@ -1194,9 +1194,23 @@ class CachedState:
                 entry["reachable"] = ok
             else:
                 entry["reachable"] = None  # async-only: use check_health from a loop
+            coherence = self.coherence
+            if coherence is not None and hasattr(coherence, "healthy"):
+                # While the change notifications are down, L1 entries live at most
+                # DEGRADED_L1_TTL: worth seeing on a health page.
+                entry["notifications"] = {
+                    "connected": bool(coherence.healthy),
+                    "reconnects": int(getattr(coherence, "reconnects", 0)),
+                }
+            nodes = getattr(backend, "node_breakers", None)
+            found = nodes() if callable(nodes) else None
+            if found:  # a Cluster's per-node breakers (cachekit-redis)
+                entry["node_breakers"] = found
             report["backend"] = entry
-            if entry.get("reachable") is False or (
-                plan.breaker is not None and plan.breaker.state != "closed"
+            if (
+                entry.get("reachable") is False
+                or (plan.breaker is not None and plan.breaker.state != "closed")
+                or any(node.get("state") != "closed" for node in found or ())
             ):
                 report["status"] = "degraded"
         return report

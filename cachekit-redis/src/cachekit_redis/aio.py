@@ -29,7 +29,7 @@ from cachekit_redis.backend import (
     ttl_ms,
 )
 from cachekit_redis.clients import build_async_client
-from cachekit_redis.coherence import RedisCoherence, coherence_for
+from cachekit_redis.coherence import RedisCoherence, coherence_for, stream_status
 from cachekit_redis.errors import translate
 from cachekit_redis.failover import retire_async_client, watch_for
 from cachekit_redis.nodes import FAILED, Batch, NodeBreakers, node_breaker_config
@@ -330,6 +330,9 @@ class AsyncRedisBackend:
             report["error"] = str(translate(exc, self.endpoint, "PING"))
         if self._nodes is not None:
             report["node_breakers"] = self._nodes.snapshot()
+        stream = stream_status(self.url, self.settings)
+        if stream is not None:
+            report["notifications"] = stream
         return report
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
 from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client
-from cachekit_redis.coherence import RedisCoherence, coherence_for
+from cachekit_redis.coherence import RedisCoherence, coherence_for, stream_status
 from cachekit_redis.errors import translate
 from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
@@ -327,6 +327,9 @@ class RedisBackend:
             report["error"] = str(translate(exc, self.endpoint, "PING"))
         if self._nodes is not None:
             report["node_breakers"] = self._nodes.snapshot()
+        stream = stream_status(self.url, self.settings)
+        if stream is not None:
+            report["notifications"] = stream
         return report
 
     def close(self) -> None:

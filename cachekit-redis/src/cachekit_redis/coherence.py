@@ -426,6 +426,18 @@ def coherence_for(url: str, target: Target, settings: RedisSettings) -> RedisCoh
     return found
 
 
+def stream_status(url: str, settings: RedisSettings) -> dict[str, Any] | None:
+    """The notification stream of ``url`` for a health report; None when none was started.
+
+    ``connected`` is False while notices may be lost (L1 entries then live at most
+    DEGRADED_L1_TTL); ``reconnects`` counts the times the stream came back.
+    """
+    found = _registry.get((url, settings))
+    if found is None or not found._threads:
+        return None
+    return {"connected": found.healthy, "reconnects": found.reconnects}
+
+
 def _after_fork() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
