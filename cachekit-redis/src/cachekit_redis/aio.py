@@ -29,7 +29,7 @@ from cachekit_redis.backend import (
     ttl_ms,
 )
 from cachekit_redis.clients import build_async_client
-from cachekit_redis.coherence import RedisCoherence, coherence_for, stream_status
+from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
 from cachekit_redis.errors import translate
 from cachekit_redis.failover import retire_async_client, watch_for
 from cachekit_redis.nodes import FAILED, Batch, NodeBreakers, node_breaker_config
@@ -328,12 +328,7 @@ class AsyncRedisBackend:
         except Exception as exc:
             report["healthy"] = False
             report["error"] = str(translate(exc, self.endpoint, "PING"))
-        if self._nodes is not None:
-            report["node_breakers"] = self._nodes.snapshot()
-        stream = stream_status(self.url, self.settings)
-        if stream is not None:
-            report["notifications"] = stream
-        return report
+        return finish_health(report, self._nodes, self.url, self.settings)
 
     async def close(self) -> None:
         try:

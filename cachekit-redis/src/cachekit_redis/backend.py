@@ -10,7 +10,7 @@ from typing import Any
 from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
 from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client
-from cachekit_redis.coherence import RedisCoherence, coherence_for, stream_status
+from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
 from cachekit_redis.errors import translate
 from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
@@ -325,12 +325,7 @@ class RedisBackend:
         except Exception as exc:
             report["healthy"] = False
             report["error"] = str(translate(exc, self.endpoint, "PING"))
-        if self._nodes is not None:
-            report["node_breakers"] = self._nodes.snapshot()
-        stream = stream_status(self.url, self.settings)
-        if stream is not None:
-            report["notifications"] = stream
-        return report
+        return finish_health(report, self._nodes, self.url, self.settings)
 
     def close(self) -> None:
         with suppress(Exception):  # closing a broken client must not raise

@@ -438,6 +438,18 @@ def stream_status(url: str, settings: RedisSettings) -> dict[str, Any] | None:
     return {"connected": found.healthy, "reconnects": found.reconnects}
 
 
+def finish_health(
+    report: dict[str, Any], nodes: NodeBreakers | None, url: str, settings: RedisSettings
+) -> dict[str, Any]:
+    """Add what the sync and async backends' health reports share past the ping."""
+    if nodes is not None:
+        report["node_breakers"] = nodes.snapshot()
+    stream = stream_status(url, settings)
+    if stream is not None:
+        report["notifications"] = stream
+    return report
+
+
 def _after_fork() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
