@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any
 
 from cachekit_redis.clients import build_sync_client, raw_connection
@@ -310,7 +310,7 @@ class RedisCoherence:
                 if ready:
                     # Let a burst of notices accumulate and handle it in one wake-up: the
                     # writers' CPU matters more than 2 ms more of coherence delay.
-                    self._stop.wait(_BATCH_WAIT)
+                    sleep(_BATCH_WAIT)
                 for key, _ in ready:
                     conn = key.data
                     if conn is switches:
