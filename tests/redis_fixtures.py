@@ -159,6 +159,28 @@ _FIGURES = "figures"
 
 
 @pytest.fixture
+def backends() -> Iterator[list[Any]]:
+    """Redis backends a test builds; their notification listeners are stopped afterwards.
+
+    Joining the listener threads makes a later test on the same URL start a fresh one.
+    The sync backends are closed too (an async backend's clients die with their loop).
+    """
+    import inspect
+
+    made: list[Any] = []
+    try:
+        yield made
+    finally:
+        for backend in made:
+            coherence = backend.coherence()
+            coherence.close()
+            for thread in getattr(coherence, "_threads", ()):
+                thread.join(2)
+            if not inspect.iscoroutinefunction(backend.close):
+                backend.close()
+
+
+@pytest.fixture
 def report_figures(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
     def report(line: str) -> None:
         print(f"\n{line}")

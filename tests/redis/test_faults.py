@@ -66,22 +66,6 @@ def breaker_log() -> Iterator[BreakerLog]:
         logger.setLevel(level)
 
 
-@pytest.fixture
-def backends() -> Iterator[list[Any]]:
-    """Backends a test builds; their notification listeners are stopped afterwards."""
-    made: list[Any] = []
-    try:
-        yield made
-    finally:
-        for backend in made:
-            coherence = backend.coherence()
-            coherence.close()
-            for thread in getattr(coherence, "_threads", ()):
-                thread.join(2)  # so a later test on the same URL starts a fresh listener
-            if isinstance(backend, RedisBackend):
-                backend.close()
-
-
 def redis_backend(backends: list[Any], url: str, **options: Any) -> RedisBackend:
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", SOCKET_TIMEOUT)

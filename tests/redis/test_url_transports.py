@@ -34,22 +34,6 @@ from cachekit_redis.urls import parse
 PASSWORD = "zq/a?zq#b@zq:c%zq&d=zq€ü+zq"
 
 
-@pytest.fixture
-def backends() -> Iterator[list[Any]]:
-    """Backends a test builds; their notification listeners are stopped afterwards."""
-    made: list[Any] = []
-    try:
-        yield made
-    finally:
-        for backend in made:
-            coherence = backend.coherence()
-            coherence.close()
-            for thread in getattr(coherence, "_threads", ()):
-                thread.join(2)
-            if isinstance(backend, RedisBackend):
-                backend.close()
-
-
 def _clients(server: RedisServer) -> list[dict[str, str]]:
     """CLIENT LIST as dicts."""
     text = server.execute("CLIENT", "LIST")

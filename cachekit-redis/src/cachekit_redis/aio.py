@@ -16,10 +16,11 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
+from cachekit.constants import MISSING, Missing
 from cachekit.errors import BackendError
 from cachekit_redis.backend import (
     RELEASE_SCRIPT,
+    RedisEndpoint,
     _delete,
     _get,
     _lock,
@@ -29,12 +30,10 @@ from cachekit_redis.backend import (
     ttl_ms,
 )
 from cachekit_redis.clients import build_async_client
-from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
+from cachekit_redis.coherence import finish_health
 from cachekit_redis.errors import translate
 from cachekit_redis.failover import retire_async_client, watch_for
-from cachekit_redis.nodes import FAILED, Batch, NodeBreakers, node_breaker_config
-from cachekit_redis.settings import RedisSettings
-from cachekit_redis.urls import parse
+from cachekit_redis.nodes import FAILED, Batch, NodeBreakers
 
 __all__ = ["AsyncRedisBackend"]
 
@@ -57,39 +56,21 @@ def _unlock(client: Any, key: str, token: str) -> Any:
     return client.register_script(RELEASE_SCRIPT)(keys=[key], args=[token])
 
 
-class AsyncRedisBackend:
+class AsyncRedisBackend(RedisEndpoint):
     """cachekit's AsyncBackend protocol on redis.asyncio.
 
     On a Cluster every node has its own circuit breaker (:mod:`cachekit_redis.nodes`),
     shared with the synchronous backend of the same nodes and settings.
     """
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
-
     def __init__(self, url: str, **options: Any) -> None:
-        self.url = url
-        self.target = parse(url)
-        # The URL's query applied (and checked) here, not at the first call.
-        self.settings = RedisSettings.from_env(**options).for_target(self.target)
-        self.endpoint = self.target.endpoint
+        super().__init__(url, **options)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
         # Sentinel: clients whose epoch is behind the watch's are replaced (failover.py).
         self._watch = watch_for(self.target) if self.target.kind == "sentinel" else None
-        self._nodes: NodeBreakers | None = None
-        if self.target.kind == "cluster":
-            config = node_breaker_config(self.settings.circuit_breaker)
-            if config is not None:
-                self._nodes = NodeBreakers(self.endpoint, config)
         _instances.add(self)
-
-    def coherence(self) -> RedisCoherence:
-        """Generations and change notifications (shared per URL within the process)."""
-        return coherence_for(self.url, self.target, self.settings)
-
-    def __repr__(self) -> str:
-        return f"AsyncRedisBackend({self.endpoint!r})"
 
     @property
     def client(self) -> Any:
@@ -149,10 +130,6 @@ class AsyncRedisBackend:
             raise
         except Exception as exc:  # not a node's verdict
             raise translate(exc, self.endpoint, op) from exc
-
-    def node_breakers(self) -> list[dict[str, Any]]:
-        """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
-        return [] if self._nodes is None else self._nodes.snapshot()
 
     # -- the AsyncBackend protocol -------------------------------------------------------
 

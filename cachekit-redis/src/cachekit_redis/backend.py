@@ -16,7 +16,7 @@ from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
-__all__ = ["RELEASE_SCRIPT", "RedisBackend", "glob_escape", "ttl_ms"]
+__all__ = ["RELEASE_SCRIPT", "RedisBackend", "RedisEndpoint", "glob_escape", "ttl_ms"]
 
 _SCAN_COUNT = 1000
 
@@ -63,7 +63,36 @@ def _lock(client: Any, key: str, token: str, lease: float) -> Any:
     return client.set(key, token, nx=True, px=ttl_ms(lease))
 
 
-class RedisBackend:
+class RedisEndpoint:
+    """What the sync and async backends share: URL, settings, node breakers, coherence."""
+
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.target = parse(url)
+        # The URL's query applied (and checked) here, not at the first call.
+        self.settings = RedisSettings.from_env(**options).for_target(self.target)
+        self.endpoint = self.target.endpoint
+        self._nodes: NodeBreakers | None = None
+        if self.target.kind == "cluster":
+            config = node_breaker_config(self.settings.circuit_breaker)
+            if config is not None:
+                self._nodes = NodeBreakers(self.endpoint, config)
+
+    def coherence(self) -> RedisCoherence:
+        """Generations and change notifications (shared per URL within the process)."""
+        return coherence_for(self.url, self.target, self.settings)
+
+    def node_breakers(self) -> list[dict[str, Any]]:
+        """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
+        return [] if self._nodes is None else self._nodes.snapshot()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.endpoint!r})"
+
+
+class RedisBackend(RedisEndpoint):
     """cachekit's Backend protocol on Redis.
 
     ``RedisBackend("redis://localhost:6379/0", socket_timeout=0.2)``; options
@@ -76,29 +105,11 @@ class RedisBackend:
     multi-key operations skip that node.
     """
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
-
     def __init__(self, url: str, **options: Any) -> None:
-        self.url = url
-        self.target = parse(url)
-        # The URL's query applied (and checked) here, not at the first call.
-        self.settings = RedisSettings.from_env(**options).for_target(self.target)
-        self.endpoint = self.target.endpoint
+        super().__init__(url, **options)
         self.client = build_sync_client(self.target, self.settings)
         self._release: Any = None
-        self._nodes: NodeBreakers | None = None
         self._manager: Any = None  # the Cluster client's nodes_manager, once connected
-        if self.target.kind == "cluster":
-            config = node_breaker_config(self.settings.circuit_breaker)
-            if config is not None:
-                self._nodes = NodeBreakers(self.endpoint, config)
-
-    def coherence(self) -> RedisCoherence:
-        """Generations and change notifications (shared per URL within the process)."""
-        return coherence_for(self.url, self.target, self.settings)
-
-    def __repr__(self) -> str:
-        return f"RedisBackend({self.endpoint!r})"
 
     # -- Cluster: a breaker per node ---------------------------------------------------
 
@@ -126,10 +137,6 @@ class RedisBackend:
             raise
         except Exception as exc:  # not a node's verdict: slot map unavailable, a bug
             raise translate(exc, self.endpoint, op) from exc
-
-    def node_breakers(self) -> list[dict[str, Any]]:
-        """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
-        return [] if self._nodes is None else self._nodes.snapshot()
 
     # -- the Backend protocol ------------------------------------------------------------
 
