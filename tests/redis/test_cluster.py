@@ -177,6 +177,7 @@ def test_keys_on_all_three_masters_are_shared_by_copies_and_processes(
 ):
     cluster = clean_redis_cluster
     first, second = make_copy(cluster.url), make_copy(cluster.url)
+    dist.wait_for_stream(first)
     by_node = keys_on_every_node(cluster, first, 2)
     args = [arg for node in sorted(by_node) for arg in by_node[node]]
 

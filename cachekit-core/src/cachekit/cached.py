@@ -27,6 +27,7 @@ from _thread import allocate_lock, get_ident
 from collections import OrderedDict
 from time import monotonic, time
 
+from cachekit.coherence import DEGRADED_L1_TTL
 from cachekit.config import Settings, redact_url
 from cachekit.constants import (
     CAP_INVALIDATION,
@@ -667,8 +668,6 @@ class CachedState:
         coherence = self.coherence
         if coherence is not None:
             if not coherence.healthy or bkey is None:  # no key: no notice can reach it
-                from cachekit.coherence import DEGRADED_L1_TTL
-
                 ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
             with self._coh_lock:
                 if self.epoch != epoch:

@@ -27,6 +27,7 @@ from cachekit_redis.backend import (
     _pttl,
     _set,
     glob_escape,
+    set_command,
     ttl_ms,
 )
 from cachekit_redis.clients import build_async_client
@@ -140,7 +141,7 @@ class AsyncRedisBackend(RedisEndpoint):
             return MISSING if value is None else value
         try:
             client = await self._ready()
-            value = await client.get(key)
+            value = await client.execute_command("GET", key)
         except Exception as exc:
             raise translate(exc, self.endpoint, "GET") from exc
         return MISSING if value is None else value
@@ -148,11 +149,11 @@ class AsyncRedisBackend(RedisEndpoint):
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         nodes = self._nodes
         if nodes is not None:
-            await self._on_node(nodes, key, "SET", _set, key, value, ttl_ms(ttl))
+            await self._on_node(nodes, key, "SET", _set, key, value, ttl)
             return
         try:
             client = await self._ready()
-            await client.set(key, value, px=ttl_ms(ttl))
+            await client.execute_command(*set_command(key, value, ttl))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET") from exc
 
@@ -269,7 +270,7 @@ class AsyncRedisBackend(RedisEndpoint):
             return bool(await self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
         try:
             client = await self._ready()
-            return bool(await client.set(key, token, nx=True, px=ttl_ms(lease)))
+            return bool(await _lock(client, key, token, lease))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET NX (lock)") from exc
 
