@@ -25,7 +25,7 @@ import pytest
 from markdown_blocks import Block, blocks, run_block, run_file, sandbox
 
 import cachekit
-from cachekit import cache
+from cachekit import cache, plugins
 from cachekit.errors import (
     DecryptionError,
     MasterKeyFormatError,
@@ -229,20 +229,22 @@ def test_pickle_serializer_caches_custom_objects():
 def test_cache_secure_without_its_packages_fails_clearly(monkeypatch: pytest.MonkeyPatch):
     """The guide's E001 block: @cache.secure without a master key."""
     monkeypatch.delenv("CACHEKIT_MASTER_KEY", raising=False)
-    if importlib.util.find_spec("cachekit_crypto") is None:
-        with pytest.raises(PluginNotFoundError, match="cachekit-crypto"):
-            cache.secure(ttl=300)
-        return
 
-    def decorate_and_call():  # pragma: no cover - runs once cachekit-crypto exists
+    def decorate_and_call():
         @cache.secure(ttl=300)
         def get_sensitive_data():
             return "secret"
 
         get_sensitive_data()
 
-    with pytest.raises(MasterKeyMissingError):  # at decoration or, at the latest, the call
+    with pytest.raises(MasterKeyMissingError) as err:  # at decoration or, at the latest, the call
         decorate_and_call()
+    assert "CACHEKIT_MASTER_KEY environment variable must be set" in str(err.value)
+    # Without the package, the same decorator names it (the plugin kept from loading).
+    monkeypatch.setenv("CACHEKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins.reset_registry()
+    with pytest.raises(PluginNotFoundError, match="cachekit-crypto"):
+        cache.secure(ttl=300)
 
 
 def test_namespace_invalidation_replaces_the_guides_redis_workaround():

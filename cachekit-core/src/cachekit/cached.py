@@ -25,6 +25,7 @@ import os
 import weakref
 from _thread import allocate_lock, get_ident
 from collections import OrderedDict
+from contextlib import nullcontext
 from time import monotonic, time
 
 from cachekit.coherence import DEGRADED_L1_TTL
@@ -56,6 +57,15 @@ from cachekit.stats import (
     CacheInfo,
     new_counters,
 )
+from cachekit.tenancy import (
+    TenantEncryptors,
+    current_tenant,
+    reset_tenant,
+    set_tenant,
+    tenant_for,
+    tenant_scope,
+)
+from cachekit.tenancy import missing as missing_tenant
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,6 +144,8 @@ class Options(_Record):
     ``backend``: None (L1 only), a URL, a backend object, or UNSET (environment).
     ``circuit_breaker``: a BreakerConfig, a bool, or None (environment defaults).
     ``encryption``: False, True (aes-gcm), an encryptor name or an Encryptor object.
+    ``tenant_extractor``: called with each call's arguments, returns its tenant
+    (cachekit.tenancy); ``missing_tenant``: "raise" (E044) or "bypass" without one.
     """
 
     _defaults: ClassVar[dict[str, Any]] = {
@@ -157,6 +169,8 @@ class Options(_Record):
         "fail_closed": False,
         "distributed_lock": True,
         "lock_lease": 10.0,
+        "tenant_extractor": None,
+        "missing_tenant": "raise",
         "intent": "default",
         "require_backend": False,
     }
@@ -184,6 +198,8 @@ class Options(_Record):
         require_backend: bool
         distributed_lock: bool
         lock_lease: float
+        tenant_extractor: Callable[..., Any] | None
+        missing_tenant: str
 
 
 class Plan(_Record):
@@ -344,7 +360,11 @@ class CachedState:
         skip_first = _is_method(func) if options.include_self is None else not options.include_self
         self.skip_first = skip_first
         self.builder = KeyBuilder(
-            func, namespace=options.namespace, skip_first=skip_first, key_func=options.key
+            func,
+            namespace=options.namespace,
+            skip_first=skip_first,
+            key_func=options.key,
+            tenant=current_tenant if options.tenant_extractor is not None else None,
         )
         self.l1: L1Cache | None = None
         if options.l1:
@@ -747,7 +767,14 @@ class CachedState:
 
         name = "aes-gcm" if enc is True else str(enc)
         spec = encryptor_spec(name)
-        return build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
+        base = build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
+        if self.options.tenant_extractor is None:
+            return base
+
+        def for_tenant(tenant: str) -> Any:
+            return build(spec.factory, f"encryptor {name}", tenant=tenant, environ=os.environ)
+
+        return TenantEncryptors(for_tenant, base)
 
     def debug(self, event: str, bkey: str | None, args: Any, kwargs: Any) -> None:
         """DEBUG line for a miss-path event, naming only the hashed part of the key."""
@@ -809,6 +836,10 @@ class CachedState:
                     require_authentication=plan.require_auth,
                 )
                 expires_at = header.expires_at
+            if expires_at is not None and expires_at <= time():
+                # Past the expiry its writer recorded (authenticated under encryption
+                # or signing): a stale copy put back, or a backend that kept it too long.
+                return MISSING, None, None
             value = plan.loads(payload)
         except Exception as exc:
             # Anything that cannot be read back is a miss, whoever raised it (a
@@ -1030,10 +1061,21 @@ class CachedState:
         if self.coherence is not None and not self.gens_ok:
             self.refresh_generations()
 
+    def _tenant_scope(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The tenant of a key computed outside a call (E044 when it has none)."""
+        extractor = self.options.tenant_extractor
+        if extractor is None:
+            return nullcontext()
+        tenant = tenant_for(extractor, self.name, self._key_args(args), kwargs)
+        if tenant is None:
+            raise missing_tenant(self.name)
+        return tenant_scope(tenant)
+
     def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         self._fresh_salt()
         try:
-            return self.builder.backend_key(self._key_args(args), kwargs)
+            with self._tenant_scope(args, kwargs):
+                return self.builder.backend_key(self._key_args(args), kwargs)
         except _Unbindable:
             raise CacheKeyError(
                 f"the arguments do not match the signature of {self.name}."
@@ -1045,7 +1087,8 @@ class CachedState:
             return None
         self._fresh_salt()
         try:
-            return self.builder.keys(self._key_args(args), kwargs)
+            with self._tenant_scope(args, kwargs):
+                return self.builder.keys(self._key_args(args), kwargs)
         except _Unbindable:
             raise CacheKeyError(
                 f"the arguments do not match the signature of {self.name}."
@@ -1345,9 +1388,58 @@ def _new_future() -> Any:
 
 def make_wrapper(state: CachedState) -> Callable[..., Any]:
     """Build the function that replaces the decorated one."""
+    inner = _make_async(state) if state.is_async else _make_sync(state)
+    if state.options.tenant_extractor is None:
+        return inner
+    return _with_tenant(state, inner)
+
+
+def _with_tenant(state: CachedState, inner: Callable[..., Any]) -> Callable[..., Any]:
+    """Learn each call's tenant and make it current while ``inner`` serves the call."""
+    func, counts, name = state.func, state.counts, state.name
+    extractor = state.options.tenant_extractor
+    assert extractor is not None
+    bypass = state.options.missing_tenant == "bypass"
+
+    def tenant_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        tenant = tenant_for(extractor, name, args, kwargs)
+        if tenant is None and not bypass:
+            raise missing_tenant(name)
+        return tenant
+
     if state.is_async:
-        return _make_async(state)
-    return _make_sync(state)
+
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
+                counts[BYPASSED] += 1
+                return await func(*args, **kwargs)
+            tenant = tenant_of(args, kwargs)
+            if tenant is None:
+                counts[BYPASSED] += 1
+                return await func(*args, **kwargs)
+            token = set_tenant(tenant)
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                reset_tenant(token)
+
+        return awrapper
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
+            counts[BYPASSED] += 1
+            return func(*args, **kwargs)
+        tenant = tenant_of(args, kwargs)
+        if tenant is None:
+            counts[BYPASSED] += 1
+            return func(*args, **kwargs)
+        token = set_tenant(tenant)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            reset_tenant(token)
+
+    return wrapper
 
 
 def _fast_arity(state: CachedState) -> int:

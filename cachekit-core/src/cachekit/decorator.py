@@ -15,6 +15,7 @@ from cachekit.cached import (
 from cachekit.config import parse_ttl
 from cachekit.errors import ConfigurationError
 from cachekit.keys import validate_namespace
+from cachekit.tenancy import MISSING_TENANT_CHOICES
 
 # `typing` costs ~10 ms of import time; the types below exist for type checkers only
 # (cachekit.CachedFunction is importable at runtime through cachekit.__getattr__).
@@ -103,8 +104,14 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
         values["ttl"] = parse_ttl(values["ttl"])
     validate_namespace(values.get("namespace"))
     values["tags"] = _tags(values.get("tags"))
-    for name in ("key", "condition", "unless"):
+    for name in ("key", "condition", "unless", "tenant_extractor"):
         _check_callable(name, values.get(name))
+    choice = values.get("missing_tenant", "raise")
+    if choice not in MISSING_TENANT_CHOICES:
+        raise ConfigurationError(
+            f"missing_tenant= must be one of {', '.join(map(repr, MISSING_TENANT_CHOICES))}, "
+            f"got {choice!r}."
+        )
     for name in ("l1", "single_flight", "compress", "fail_closed", "distributed_lock"):
         if name in values:
             _check_bool(name, values[name])
@@ -244,6 +251,8 @@ class CacheDecorator:
             fail_closed: bool = ...,
             distributed_lock: bool = ...,
             lock_lease: float = ...,
+            tenant_extractor: Callable[..., str | None] | None = ...,
+            missing_tenant: str = ...,
         ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def __call__(self, func: Any = None, /, **kwargs: Any) -> Any:

@@ -387,6 +387,8 @@ class KeyBuilder:
     of the key (the default for methods). ``key_func`` replaces argument binding by
     a user function whose (encodable) result is digested. ``secret`` keys the
     digest (used by ``@cache.secure`` so key names reveal nothing about arguments).
+    ``tenant`` returns the calling tenant (multi-tenant caches): it is digested
+    with the arguments, so two tenants never share an entry, in L1 or the backend.
     """
 
     __slots__ = (
@@ -402,6 +404,7 @@ class KeyBuilder:
         "key_func",
         "prefix",
         "skip_first",
+        "tenant",
     )
 
     # A bounded memo of backend keys for calls whose arguments are all FAST_TYPES
@@ -436,12 +439,14 @@ class KeyBuilder:
         skip_first: bool = False,
         key_func: Callable[..., Any] | None = None,
         secret: bytes | None = None,
+        tenant: Callable[[], str] | None = None,
     ) -> None:
         validate_namespace(namespace)
         fname = name or function_name(func)
         self.prefix = f"cachekit:{namespace}:{fname}:" if namespace else f"cachekit:{fname}:"
         self.skip_first = skip_first
         self.key_func = key_func
+        self.tenant = tenant
         self.secret = secret
         # Mixed into every digest: the backend's invalidation generations, so that
         # bumping a generation moves every key of the function at once.
@@ -476,7 +481,7 @@ class KeyBuilder:
         self._n_required = len(names) - len(defaults)
         self._defaults = defaults
         # The L1 fast path: plain positional calls with every parameter simple.
-        self._fast_ok = simple and key_func is None
+        self._fast_ok = simple and key_func is None and tenant is None
 
     # The argument tuple that identifies a call, with defaults applied.
     def normalize(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -517,8 +522,8 @@ class KeyBuilder:
 
     def l1_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The in-process key: a typed tuple on the fast path, else the digest."""
-        if self.key_func is not None:
-            return self._digest_of(self.key_func(*args, **kwargs))
+        if self.key_func is not None or self.tenant is not None:
+            return self._digest_of(self._basis(args, kwargs))
         values = self.normalize(args, kwargs)
         for v in values:
             if type(v) not in FAST_TYPES:
@@ -528,16 +533,26 @@ class KeyBuilder:
     def _digest_of(self, value: Any) -> str:
         return digest(canonical_bytes(value, "key argument") + self.salt, self.secret)
 
+    def _basis(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """What is digested when the key is not the plain arguments (key_func, tenant)."""
+        basis = (
+            self.key_func(*args, **kwargs)
+            if self.key_func is not None
+            else self.normalize(args, kwargs)
+        )
+        if self.tenant is not None:
+            # A marker no argument tuple starts with, then the tenant, then the call.
+            return ("\x00tenant", self.tenant(), basis)
+        return basis
+
     def backend_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The full key stored in the backend: ``cachekit:[ns:]module.qualname:digest``."""
-        if self.key_func is not None:
-            return self.prefix + self._digest_of(self.key_func(*args, **kwargs))
         return self.keys(args, kwargs)[1]
 
     def keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
         """Both keys of one call, computing the normalized arguments once."""
-        if self.key_func is not None:
-            d = self._digest_of(self.key_func(*args, **kwargs))
+        if self.key_func is not None or self.tenant is not None:
+            d = self._digest_of(self._basis(args, kwargs))
             return d, self.prefix + d
         values = self.normalize(args, kwargs)
         for v in values:
