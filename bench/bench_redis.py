@@ -34,7 +34,8 @@ import importlib.util
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 from types import ModuleType
@@ -209,6 +210,15 @@ def time_case(case: Case, n: int, fresh: Fresh) -> tuple[float, float]:
     return (t1 - t0) / n, (c1 - c0) / n
 
 
+def connected_coherence(backend: Any, timeout: float = 5.0) -> Any:
+    """The backend's coherence listener, after waiting up to ``timeout`` s for it to connect."""
+    coherence = backend.coherence()
+    deadline = time.monotonic() + timeout
+    while not coherence.healthy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return coherence
+
+
 def calibrate_case(case: Case, budget_s: float, fresh: Fresh) -> int:
     if case.arg is not DISTINCT:
         return calibrate(case.fn, case.arg, budget_s)
@@ -228,19 +238,88 @@ def measure(cases: list[Case], repeats: int, budget_s: float, fresh: Fresh) -> N
                 case.cpu.append(c)
 
 
+def check_l2_hits(fn: Any, case: Case, was: Any) -> None:
+    """Every timed call of ``case`` (on cached ``fn``) was an L2 hit."""
+    info = fn.cache_info()
+    if info.misses != was.misses or info.errors or info.l2_hits - was.l2_hits < case.calls:
+        raise RuntimeError(f"{case.label}: the loop did not only hit L2: {info}")
+
+
+def check_l1_hits(fn: Any, what: str, was: Any) -> int:
+    """No timed call of ``fn`` missed; returns how many went on to L2 (refills)."""
+    info = fn.cache_info()
+    if info.misses != was.misses or info.errors:
+        raise RuntimeError(f"{what} missed: {info}")
+    return int(info.l2_hits - was.l2_hits)
+
+
+def check_misses(fn: Any, case: Case, was: Any) -> None:
+    """Every timed call of ``case`` (on cached ``fn``) was a miss."""
+    info = fn.cache_info()
+    if info.misses - was.misses != case.calls or info.errors or info.hits != was.hits:
+        raise RuntimeError(f"{case.label}: the loop did not only miss: {info}")
+
+
+class Report:
+    """Writes the figures of measured cases into ``sec``, and ratios and deltas between them."""
+
+    def __init__(self, sec: Section, cases: Iterable[Case]) -> None:
+        self.sec = sec
+        self.cases = {c.label: c for c in cases}
+
+    def figures(self, notes: dict[str, str], cpu: Iterable[Case]) -> None:
+        """Wall time of every case (min, median), then the client CPU time of ``cpu``."""
+        for label, c in self.cases.items():
+            self.sec.figure(label, min(c.wall), median(c.wall), "ns/call", notes.get(label, ""))
+        for c in cpu:
+            self.sec.figure(f"client CPU: {c.label}", min(c.cpu), median(c.cpu), "ns/call")
+
+    def paired_ratio(
+        self, name: str, num: str, den: str, limit: float | None, *, minimums: bool = False
+    ) -> None:
+        """``num`` / ``den``: the median of per-repeat ratios, or of minimums (no I/O)."""
+        a, b = self.cases[num], self.cases[den]
+        paired = median([x / y for x, y in zip(a.wall, b.wall, strict=True)])
+        of_min = min(a.wall) / min(b.wall)
+        of_med = median(a.wall) / median(b.wall)
+        cpu = median(a.cpu) / median(b.cpu)
+        if minimums:
+            value, note = of_min, f"medians {of_med:.2f}x, paired {paired:.2f}x"
+        else:
+            value, note = paired, f"minimums {of_min:.2f}x, medians {of_med:.2f}x"
+        self.sec.line("ratio", name, value, limit=limit, note=f"{note}, client CPU {cpu:.2f}x")
+
+    def delta(self, name: str, num: str, den: str) -> None:
+        """``num`` - ``den`` in us: the median of per-repeat differences."""
+        a, b = self.cases[num], self.cases[den]
+        wall = median([x - y for x, y in zip(a.wall, b.wall, strict=True)]) / 1000
+        cpu = (median(a.cpu) - median(b.cpu)) / 1000
+        self.sec.line(
+            "delta", name, wall, unit="us", note=f"paired median; client CPU {cpu:+.1f} us"
+        )
+
+
 # --- the benchmark -------------------------------------------------------------------------
 
 
-def run(quick: bool) -> Section:
+@contextmanager
+def private_server(name: str = "bench") -> Iterator[Any]:
+    """A private redis-server (never the machine's 6379), killed on the way out after
+    cachekit's pools and coherence listeners for it are closed."""
     servers = load_redis_servers()
-    server = servers.RedisServer(name="bench")
+    server = servers.RedisServer(name=name)
     try:
         if server.port == servers.SHARED_MACHINE_PORT:  # never handed out; belt and braces
             raise RuntimeError("refusing to benchmark the machine's shared Redis")
-        return _run(quick, server)
+        yield server
     finally:
         _close_backends(server.url)
         server.cleanup(graceful=False)
+
+
+def run(quick: bool) -> Section:
+    with private_server() as server:
+        return _run(quick, server)
 
 
 def _close_backends(url: str) -> None:
@@ -256,29 +335,31 @@ def _close_backends(url: str) -> None:
         backend.close()
 
 
-def _named(body: Callable[[int], Any], name: str, **options: Any) -> Any:
-    """``@cache(ttl=TTL, **options)`` on a copy of ``body`` called ``name`` (own keys, stats)."""
+def named(body: Callable[[int], Any], name: str, decorator: Any = cache, **options: Any) -> Any:
+    """``@decorator(ttl=TTL, **options)`` (``@cache`` by default) on a copy of ``body``
+    called ``name``, so that it has its own keys and statistics."""
 
     def f(user_id: int) -> Any:
         return body(user_id)
 
     f.__name__ = f.__qualname__ = name
-    return cache(ttl=TTL, **options)(f)
+    return decorator(ttl=TTL, **options)(f)
+
+
+def method(quick: bool, server: Any, others: str = "L1 ratio: ratio of minimums") -> str:
+    """The method line: repeats, the private server, how the ratios are taken."""
+    hit_repeats, miss_repeats, _, _ = schedule(quick)
+    return (
+        f"ns per call (wall), min of {hit_repeats} (hits) / {miss_repeats} (misses) "
+        "interleaved repeats, median in brackets, GC paused; private redis-server "
+        f"{'.'.join(map(str, server.version))} on 127.0.0.1:{server.port} (TCP); Redis "
+        f"ratios: median of paired per-repeat ratios, {others}"
+    )
 
 
 def _run(quick: bool, server: Any) -> Section:
-    hit_repeats, miss_repeats, _, _ = _schedule(quick)
     url = server.url
-    sec = Section(
-        NAME,
-        TITLE,
-        method=(
-            f"ns per call (wall), min of {hit_repeats} (hits) / {miss_repeats} (misses) "
-            "interleaved repeats, median in brackets, GC paused; private redis-server "
-            f"{'.'.join(map(str, server.version))} on 127.0.0.1:{server.port} (TCP); Redis "
-            "ratios: median of paired per-repeat ratios, L1 ratio: ratio of minimums"
-        ),
-    )
+    sec = Section(NAME, TITLE, method=method(quick, server))
 
     raw = raw_client(url)
     try:
@@ -287,7 +368,7 @@ def _run(quick: bool, server: Any) -> Section:
         raw.close()
 
 
-def _schedule(quick: bool) -> tuple[int, int, float, float]:
+def schedule(quick: bool) -> tuple[int, int, float, float]:
     """(hit repeats, miss repeats, hit window s, miss window s).
 
     A round trip here is 30-300 us: hit windows of 3 ms hold 10-100 calls; miss windows
@@ -297,7 +378,7 @@ def _schedule(quick: bool) -> tuple[int, int, float, float]:
 
 
 def _measure(quick: bool, sec: Section, url: str, raw: Any) -> Section:
-    hit_repeats, miss_repeats, budget, miss_budget = _schedule(quick)
+    hit_repeats, miss_repeats, budget, miss_budget = schedule(quick)
     get, set_ = raw.get, raw.set
     unpackb, packb = msgpack.unpackb, msgpack.packb
     release = raw.register_script(RELEASE_SCRIPT)
@@ -333,17 +414,17 @@ def _measure(quick: bool, sec: Section, url: str, raw: Any) -> Section:
             release(keys=[lock], args=[token])
         return value
 
-    ck_l2 = _named(user, "l2_hit_small", backend=url, l1=False)
-    ck_l2_1k = _named(profile, "l2_hit_1k", backend=url, l1=False)
-    ck_front = _named(user, "l1_hit_in_front", backend=url)
-    ck_l1_only = _named(user, "l1_hit_only", backend=None)
+    ck_l2 = named(user, "l2_hit_small", backend=url, l1=False)
+    ck_l2_1k = named(profile, "l2_hit_1k", backend=url, l1=False)
+    ck_front = named(user, "l1_hit_in_front", backend=url)
+    ck_l1_only = named(user, "l1_hit_only", backend=None)
     ck_miss = {
-        "l1=False, no lock": _named(
+        "l1=False, no lock": named(
             user, "miss_l2_nolock", backend=url, l1=False, distributed_lock=False
         ),
-        "l1=True, no lock": _named(user, "miss_l1_nolock", backend=url, distributed_lock=False),
-        "l1=False, lock": _named(user, "miss_l2_lock", backend=url, l1=False),
-        "l1=True, lock": _named(user, "miss_l1_lock", backend=url),
+        "l1=True, no lock": named(user, "miss_l1_nolock", backend=url, distributed_lock=False),
+        "l1=False, lock": named(user, "miss_l2_lock", backend=url, l1=False),
+        "l1=True, lock": named(user, "miss_l1_lock", backend=url),
     }
 
     # Warm up: store the hit entries, resolve every plan, start the coherence listener.
@@ -351,10 +432,7 @@ def _measure(quick: bool, sec: Section, url: str, raw: Any) -> Section:
         fn(42)
     backend = ck_l2.__cachekit__.plan.backend
     check_same_settings(raw, backend)
-    coherence = backend.coherence()
-    deadline = time.monotonic() + 5.0
-    while not coherence.healthy and time.monotonic() < deadline:
-        time.sleep(0.01)
+    coherence = connected_coherence(backend)
     small_key, large_key = "bench:raw:hit:small", "bench:raw:hit:1k"
     set_(small_key, packb(user(42)), px=TTL_MS)
     set_(large_key, packb(profile(42)), px=TTL_MS)
@@ -392,17 +470,10 @@ def _measure(quick: bool, sec: Section, url: str, raw: Any) -> Section:
 
     # The timed calls were what they claim to be.
     for fn, case in ((ck_l2, hit_small[1]), (ck_l2_1k, hit_large[1])):
-        info, was = fn.cache_info(), before[id(fn)]
-        if info.misses != was.misses or info.errors or info.l2_hits - was.l2_hits < case.calls:
-            raise RuntimeError(f"{case.label}: the loop did not only hit L2: {info}")
-    info, was = ck_front.cache_info(), before[id(ck_front)]
-    if info.misses != was.misses or info.errors:
-        raise RuntimeError(f"the L1-in-front hit loop missed: {info}")
-    refills = info.l2_hits - was.l2_hits
+        check_l2_hits(fn, case, before[id(fn)])
+    refills = check_l1_hits(ck_front, "the L1-in-front hit loop", before[id(ck_front)])
     for case, fn in ck_miss_cases:
-        info, was = fn.cache_info(), before[id(fn)]
-        if info.misses - was.misses != case.calls or info.errors or info.hits != was.hits:
-            raise RuntimeError(f"{case.label}: the loop did not only miss: {info}")
+        check_misses(fn, case, before[id(fn)])
 
     # -- report ----------------------------------------------------------------------
     notes = {
@@ -410,31 +481,9 @@ def _measure(quick: bool, sec: Section, url: str, raw: Any) -> Section:
         "raw GET + unpackb, 1 KB": f"{size_large} B of msgpack",
         "cachekit L1 hit in front of Redis": f"{refills} L2 refills during the loops",
     }
-    cases = {c.label: c for c in (*hit_small, *hit_large, *l1, *misses)}
-    for label, c in cases.items():
-        sec.figure(label, min(c.wall), median(c.wall), "ns/call", notes.get(label, ""))
-    for c in (*hit_small, *hit_large, *misses):
-        sec.figure(f"client CPU: {c.label}", min(c.cpu), median(c.cpu), "ns/call")
-
-    def paired_ratio(
-        name: str, num: str, den: str, limit: float | None, *, minimums: bool = False
-    ) -> None:
-        a, b = cases[num], cases[den]
-        paired = median([x / y for x, y in zip(a.wall, b.wall, strict=True)])
-        of_min = min(a.wall) / min(b.wall)
-        of_med = median(a.wall) / median(b.wall)
-        cpu = median(a.cpu) / median(b.cpu)
-        if minimums:
-            value, note = of_min, f"medians {of_med:.2f}x, paired {paired:.2f}x"
-        else:
-            value, note = paired, f"minimums {of_min:.2f}x, medians {of_med:.2f}x"
-        sec.line("ratio", name, value, limit=limit, note=f"{note}, client CPU {cpu:.2f}x")
-
-    def delta(name: str, num: str, den: str) -> None:
-        a, b = cases[num], cases[den]
-        wall = median([x - y for x, y in zip(a.wall, b.wall, strict=True)]) / 1000
-        cpu = (median(a.cpu) - median(b.cpu)) / 1000
-        sec.line("delta", name, wall, unit="us", note=f"paired median; client CPU {cpu:+.1f} us")
+    report = Report(sec, (*hit_small, *hit_large, *l1, *misses))
+    report.figures(notes, cpu=(*hit_small, *hit_large, *misses))
+    cases, paired_ratio, delta = report.cases, report.paired_ratio, report.delta
 
     raw_miss_label = "raw miss: GET + compute + packb + SET PX"
     paired_ratio(

@@ -36,6 +36,7 @@ BENCHMARKS = {
     "threads": "bench_threads",
     "import": "bench_import",
     "redis": "bench_redis",
+    "crypto": "bench_crypto",
 }
 
 

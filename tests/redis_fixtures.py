@@ -233,3 +233,22 @@ def redis_sentinel(redis_binaries_installed: tuple[str, str]) -> Iterator[LocalR
 def clean_redis_sentinel(redis_sentinel: LocalRedisSentinel) -> LocalRedisSentinel:
     _provide(redis_sentinel.reset)
     return redis_sentinel
+
+
+def wait_for_stream(fn: Any, start: Callable[[], object] | None = None) -> None:
+    """Start ``fn``'s notification stream and let its start-up pass.
+
+    The stream's first connect empties every L1 it feeds, and so does the notice of a
+    generation counter created before the stream was declared up: a test that counts
+    L1 hits or misses waits for both before its first call. ``start`` triggers the
+    listener (default: ``fn.cache_key("warm-up")``, which reads the generations).
+    """
+    import time
+
+    (start or (lambda: fn.cache_key("warm-up")))()
+    coherence = fn.__cachekit__.coherence
+    deadline = time.monotonic() + 5.0
+    while not coherence.healthy:
+        assert time.monotonic() < deadline, "the notification stream did not come up in 5 s"
+        time.sleep(0.005)
+    time.sleep(0.2)

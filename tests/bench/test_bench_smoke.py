@@ -62,6 +62,9 @@ def test_quick_run_prints_every_ratio_against_its_baseline(quick_run) -> None:
     assert "miss, l1=False, no lock / raw miss" in text
     assert "miss, l1=True, no lock / raw miss" in text
     assert "L1 hit in front of Redis / L1-only hit" in text
+    assert "secure / plain L2 hit (l1=False), 1 KB" in text
+    assert "secure / plain miss (l1=False, no lock), 1 KB" in text
+    assert "secure / plain L1 hit in front of Redis, small" in text
     assert "import cachekit adds, wall" in proc.stdout
     assert all(re.search(r" \d+\.\d\dx ", line) for line in ratio_lines)
 
@@ -70,7 +73,7 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
     proc, results = quick_run
     assert "== summary ==" in proc.stdout
     benchmarks = {b["name"]: b for b in results["benchmarks"]}
-    assert set(benchmarks) == {"l1", "threads", "import", "redis"}
+    assert set(benchmarks) == {"l1", "threads", "import", "redis", "crypto"}
     for bench in benchmarks.values():
         assert bench["error"] is None
         assert any(line["limit"] is not None for line in bench["lines"])
@@ -86,6 +89,7 @@ def test_copy_safety_and_module_checks_are_reported(quick_run) -> None:
     assert "cachekit: a mutated result stays private" in proc.stdout
     for module in ("redis", "pyarrow", "pandas", "cryptography", "typing", "logging"):
         assert f"{module} not in sys.modules" in proc.stdout
+    assert "entries in Redis checked: ciphertext for @cache.secure" in proc.stdout
 
 
 def test_an_unknown_benchmark_name_is_a_usage_error() -> None:

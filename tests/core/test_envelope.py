@@ -26,9 +26,11 @@ from cachekit.envelope import (
     FLAG_SIGNED,
     MAGIC,
     VERSION,
+    open_encrypted,
     open_envelope,
     read_header,
     seal,
+    unseal,
 )
 from cachekit.errors import (
     DecryptionError,
@@ -527,3 +529,72 @@ def test_a_truncated_or_padded_zlib_stream_is_refused():
     for stream in (packed[:-4], packed[:10], packed + b"trailing", b"", b"not zlib at all"):
         with pytest.raises(EnvelopeError, match="compressed"):
             open_envelope(with_valid_crc(head + stream), serializer="msgpack", key=KEY)
+
+
+# --- the read path of @cache.secure (open_encrypted) -----------------------------------------
+
+
+def _encrypted(expires_at: float | None = 4_102_444_800.0, payload: bytes = PAYLOAD) -> bytes:
+    return seal(payload, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR, expires_at=expires_at)
+
+
+@pytest.mark.parametrize("expires_at", [None, 4_102_444_800.0])
+def test_open_encrypted_agrees_with_unseal(expires_at):
+    blob = _encrypted(expires_at)
+    payload, header = unseal(blob, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
+    assert open_encrypted(blob, "msgpack", KEY, ENCRYPTOR) == (payload, header.expires_at)
+    assert payload == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        seal(PAYLOAD, serializer="msgpack", key=KEY),  # plain
+        seal(PAYLOAD * 20, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR, compress=True),
+        seal(PAYLOAD, serializer="msgpack", key=KEY, signer=SIGNER),
+        seal(PAYLOAD, serializer="pickle", key=KEY, encryptor=ENCRYPTOR),  # another serializer
+        b"",
+        b"CK",
+        bytearray(_encrypted()),
+    ],
+    ids=["plain", "compressed", "signed", "other-serializer", "empty", "magic-only", "bytearray"],
+)
+def test_open_encrypted_leaves_other_shapes_to_unseal(blob):
+    assert open_encrypted(blob, "msgpack", KEY, ENCRYPTOR) is None
+
+
+def test_open_encrypted_truncations_are_left_to_unseal_or_rejected():
+    blob = _encrypted()
+    for length in range(len(blob)):
+        try:
+            got = open_encrypted(blob[:length], "msgpack", KEY, ENCRYPTOR)
+        except DecryptionError:
+            continue
+        assert got is None, length
+        with pytest.raises(REJECTED):
+            unseal(blob[:length], serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
+
+
+def test_open_encrypted_tells_corruption_from_tampering():
+    blob = _encrypted()
+    corrupted = flip(blob, 8 * (len(blob) - 5))  # a payload bit; the CRC no longer matches
+    assert open_encrypted(corrupted, "msgpack", KEY, ENCRYPTOR) is None
+    with pytest.raises(EnvelopeError):  # unseal then reports E006
+        unseal(corrupted, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
+    with pytest.raises(DecryptionError):  # the same change with a valid CRC: E003
+        open_encrypted(with_valid_crc(corrupted), "msgpack", KEY, ENCRYPTOR)
+    with pytest.raises(DecryptionError):  # copied to another key
+        open_encrypted(blob, "msgpack", OTHER_KEY, ENCRYPTOR)
+
+
+def test_open_encrypted_checks_every_header_bit_through_the_tag():
+    blob = _encrypted()
+    kid_end = 8 + 1 + len("msgpack") + 8 + 1 + len(ENCRYPTOR.key_id)
+    header_bits = [*range(24, 32), *range(64, 8 * kid_end)]  # flags, ids, expiry, key id
+    for bit in header_bits:
+        tampered = with_valid_crc(flip(blob, bit))
+        try:
+            got = open_encrypted(tampered, "msgpack", KEY, ENCRYPTOR)
+        except DecryptionError:
+            continue
+        assert got is None, bit

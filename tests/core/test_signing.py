@@ -161,7 +161,15 @@ def tag_of(signer: Signer | None) -> bytes:
 
 def test_no_key_in_the_environment_means_no_signer():
     assert signer_from_env({}) is None
-    assert signer_from_env({"CACHEKIT_SIGNING_KEY": "  ", "CACHEKIT_MASTER_KEY": ""}) is None
+    assert signer_from_env({"CACHEKIT_SIGNING_KEY": "", "CACHEKIT_MASTER_KEY": ""}) is None
+
+
+@pytest.mark.parametrize("variable", ["CACHEKIT_SIGNING_KEY", "CACHEKIT_MASTER_KEY"])
+def test_a_whitespace_only_key_is_e002_not_unset(variable):
+    """The same verdict cachekit-crypto gives: a set but blank key is a mistake."""
+    with pytest.raises(MasterKeyFormatError) as err:
+        signer_from_env({variable: "   "})
+    assert variable in str(err.value)
 
 
 def test_the_signing_key_is_used_as_is():

@@ -14,12 +14,14 @@ import contextvars
 import logging
 import pickle
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import redis
+from redis_fixtures import wait_for_stream
 
 from cachekit import cache
 from cachekit.envelope import MAGIC, read_header
@@ -365,6 +367,9 @@ def test_rotation_keeps_old_entries_readable_until_the_key_is_retired(redis_url,
 
 def test_two_tenants_with_1000_concurrent_calls_see_only_their_own_values(master_key, redis_url):
     fn = secure_fn(redis_url, tenant_extractor=lambda user: TENANT.get(), l1=True)
+    # Let the notification stream come up first: its first connect empties the L1s,
+    # which would make the miss count below depend on timing.
+    wait_for_stream(fn, lambda: in_tenant("acme", fn.cache_key, "warm-up"))
     wrong: list[Any] = []
 
     def call(i: int) -> None:
@@ -407,8 +412,6 @@ def test_async_secure_calls_round_trip_per_tenant(master_key, redis_url, raw):
 def test_an_expired_entry_put_back_is_a_miss(master_key, redis_url, raw):
     """Replay: the expiry is inside the authenticated envelope, so a copy of an entry
     restored after its TTL (here with a fresh, long Redis TTL) is refused."""
-    import time
-
     fn = secure_fn(redis_url, ttl=0.3)
     fn("alice")
     key = fn.cache_key("alice")

@@ -214,19 +214,6 @@ def make_async_copy(url: str, **options: Any) -> Callable[[str], Any]:
     return ashared
 
 
-def wait_for_stream(fn: Any) -> None:
-    """Start ``fn``'s notification stream and let its start-up pass.
-
-    The stream's first connect empties every L1 it feeds, and so does the notice of a
-    generation counter created before the stream was declared up: a test that counts
-    L1 hits waits for both before its first call.
-    """
-    fn.cache_key("warm-up")  # reads the generations, which starts the listener
-    coherence = fn.__cachekit__.coherence
-    wait_for(lambda: bool(coherence.healthy), timeout=5.0)
-    time.sleep(0.2)
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> float:
     """Poll until ``predicate()``; return the seconds it took (fails after ``timeout``)."""
     start = time.monotonic()

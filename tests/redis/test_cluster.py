@@ -84,6 +84,8 @@ def _helpers() -> Any:
         sys.path.remove(str(HERE))
 
 
+from redis_fixtures import wait_for_stream  # noqa: E402
+
 dist = _helpers()
 make_copy, make_async_copy, wait_for = dist.make_copy, dist.make_async_copy, dist.wait_for
 
@@ -177,7 +179,7 @@ def test_keys_on_all_three_masters_are_shared_by_copies_and_processes(
 ):
     cluster = clean_redis_cluster
     first, second = make_copy(cluster.url), make_copy(cluster.url)
-    dist.wait_for_stream(first)
+    wait_for_stream(first)
     by_node = keys_on_every_node(cluster, first, 2)
     args = [arg for node in sorted(by_node) for arg in by_node[node]]
 

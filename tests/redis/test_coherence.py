@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis_fixtures import wait_for_stream
 
 import cachekit
 from cachekit.coherence import DEGRADED_L1_TTL
@@ -152,12 +153,7 @@ def test_own_writes_do_not_evict_the_writers_l1(shared):
     # When this test is the first of its worker to use the server, the listener's first
     # connect and the notice of the generation counters' creation (made before the stream
     # was up, so not recognised as ours) each empty L1: let them pass before the first call.
-    mod.profile.cache_key(1)
-    coherence = mod.profile.__cachekit__.coherence
-    deadline = time.monotonic() + 5
-    while not coherence.healthy and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.2)
+    wait_for_stream(mod.profile, lambda: mod.profile.cache_key(1))
     mod.profile(1)
     time.sleep(0.2)  # the notification of our own SET has arrived by now
     mod.profile(1)

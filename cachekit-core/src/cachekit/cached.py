@@ -37,7 +37,7 @@ from cachekit.constants import (
     CAP_TRUSTED,
     MISSING,
 )
-from cachekit.envelope import open_plain, seal, seal_plain, unseal
+from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unseal
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
@@ -767,12 +767,14 @@ class CachedState:
 
         name = "aes-gcm" if enc is True else str(enc)
         spec = encryptor_spec(name)
-        base = build(spec.factory, f"encryptor {name}", tenant=None, environ=os.environ)
+        # One snapshot: every tenant's encryptor, built later, uses the same keys.
+        environ = dict(os.environ)
+        base = build(spec.factory, f"encryptor {name}", tenant=None, environ=environ)
         if self.options.tenant_extractor is None:
             return base
 
         def for_tenant(tenant: str) -> Any:
-            return build(spec.factory, f"encryptor {name}", tenant=tenant, environ=os.environ)
+            return build(spec.factory, f"encryptor {name}", tenant=tenant, environ=environ)
 
         return TenantEncryptors(for_tenant, base)
 
@@ -824,6 +826,8 @@ class CachedState:
             plain = None
             if plan.encryptor is None and plan.signer is None and not plan.require_auth:
                 plain = open_plain(blob, plan.ser_name)
+            elif plan.encryptor is not None:
+                plain = open_encrypted(blob, plan.ser_name, bkey, plan.encryptor)
             if plain is not None:
                 payload, expires_at = plain
             else:

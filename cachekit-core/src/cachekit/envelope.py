@@ -44,6 +44,7 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "Header",
+    "open_encrypted",
     "open_envelope",
     "unseal",
     "read_header",
@@ -255,6 +256,58 @@ def open_plain(blob: bytes, serializer: str) -> tuple[bytes, float | None] | Non
             return None
         return blob[pos:], None
     return None
+
+
+_HEAD_ENC = MAGIC + bytes([VERSION, FLAG_ENCRYPTED])
+_HEAD_ENC_EXPIRES = MAGIC + bytes([VERSION, FLAG_ENCRYPTED | FLAG_EXPIRES])
+
+
+def open_encrypted(
+    blob: bytes, serializer: str, key: str, encryptor: Encryptor
+) -> tuple[bytes, float | None] | None:
+    """(payload, expires_at) of an encrypted, uncompressed envelope written by
+    ``serializer`` under ``key``; None for any other shape (then :func:`unseal` decides).
+
+    The read path of ``@cache.secure``: the AEAD tag covers every header field the
+    CRC does (version, flags, serializer id, expiry, key id), so the CRC is only
+    checked when decryption fails, to report corruption (E006, from :func:`unseal`)
+    apart from tampering (E003, raised here).
+    """
+    if type(blob) is not bytes:
+        return None
+    head = blob[:4]
+    if head == _HEAD_ENC_EXPIRES:
+        flags = FLAG_ENCRYPTED | FLAG_EXPIRES
+    elif head == _HEAD_ENC:
+        flags = FLAG_ENCRYPTED
+    else:
+        return None
+    sid = _PLAIN_IDS.get(serializer)
+    if sid is None:
+        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    if not blob.startswith(sid, 8):
+        return None
+    pos = 8 + len(sid)
+    expires = b""
+    if flags & FLAG_EXPIRES:
+        expires = blob[pos : pos + 8]
+        pos += 8
+    if len(expires) != (8 if flags & FLAG_EXPIRES else 0) or pos >= len(blob):
+        return None
+    m = blob[pos]
+    kid_raw = blob[pos + 1 : pos + 1 + m]
+    if m == 0 or len(kid_raw) != m or not kid_raw.isascii():
+        return None
+    key_id = kid_raw.decode("ascii")
+    pos += 1 + m
+    ctx = _context(flags, serializer, key_id, key, expires)
+    try:
+        payload = encryptor.decrypt(blob[pos:], ctx, key_id=key_id)
+    except DecryptionError:
+        if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:], _crc32(head)):
+            return None  # corrupted, not forged: unseal reports E006
+        raise
+    return payload, (int.from_bytes(expires, "big") / 1000.0 if expires else None)
 
 
 def open_envelope(

@@ -88,10 +88,12 @@ class Signer:
 def signer_from_env(environ: Mapping[str, str] | None = None) -> Signer | None:
     """The signer configured by the environment, or None when no key is set."""
     env = os.environ if environ is None else environ
-    raw = env.get("CACHEKIT_SIGNING_KEY", "").strip()
+    # Empty means unset; anything else must be a valid key (whitespace only is E002,
+    # as cachekit-crypto says for the same variable).
+    raw = env.get("CACHEKIT_SIGNING_KEY", "")
     if raw:
         return Signer(parse_hex_key(raw, "CACHEKIT_SIGNING_KEY"))
-    master = env.get("CACHEKIT_MASTER_KEY", "").strip()
+    master = env.get("CACHEKIT_MASTER_KEY", "")
     if master:
         return Signer(hkdf_sha256(parse_hex_key(master), _SIGNING_INFO))
     return None

@@ -1,0 +1,33 @@
+"""One smoke test through the decorator on the in-memory backend: the value stored is
+an encrypted envelope under this package's key id, and never the plaintext. (The
+Redis integration tests live elsewhere.)"""
+
+from __future__ import annotations
+
+from cachekit import cache
+from cachekit.backends.memory import MemoryBackend
+from cachekit.envelope import FLAG_ENCRYPTED, read_header
+from cachekit_crypto.keys import key_id_of
+
+K1 = "cd" * 32
+
+
+def test_cache_secure_stores_only_ciphertext(monkeypatch):
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", K1)
+    backend = MemoryBackend()
+    calls = []
+
+    @cache.secure(backend=backend)
+    def card(user_id):
+        calls.append(user_id)
+        return {"card": "4111111111111111", "user": user_id}
+
+    assert card(7) == {"card": "4111111111111111", "user": 7}
+    assert card(7) == {"card": "4111111111111111", "user": 7}
+    assert calls == [7]
+    stored = [value for value, _expiry in backend._store.items.values()]
+    assert len(stored) == 1
+    header = read_header(stored[0])
+    assert header.flags & FLAG_ENCRYPTED
+    assert header.key_id == key_id_of(bytes.fromhex(K1))
+    assert b"4111111111111111" not in stored[0]
