@@ -31,3 +31,26 @@ def test_cache_secure_stores_only_ciphertext(monkeypatch):
     assert header.flags & FLAG_ENCRYPTED
     assert header.key_id == key_id_of(bytes.fromhex(K1))
     assert b"4111111111111111" not in stored[0]
+
+
+def test_a_key_from_cachekit_keygen_works(monkeypatch):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cachekit", "keygen"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = done.stdout.strip()
+    assert len(key) == 64 and bytes.fromhex(key)
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", key)
+
+    @cache.secure(backend=MemoryBackend())
+    def token(user_id):
+        return f"token-{user_id}"
+
+    assert token(1) == token(1) == "token-1"
+    assert token.cache_info().misses == 1
