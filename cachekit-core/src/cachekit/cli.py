@@ -440,13 +440,38 @@ def _plugins_section(report: _Report, reg: Registry, strict_error: CachekitError
                     f"[E043] {what} {key!r} is claimed by both {names}; uninstall one of them.",
                     "E043",
                 )
-    if os.environ.get("CACHEKIT_MASTER_KEY", "").strip() and "aes-gcm" not in reg.encryptors:
+    if not os.environ.get("CACHEKIT_MASTER_KEY", "").strip():
+        return
+    if "aes-gcm" not in reg.encryptors:
         report.add(
             "encryption",
             WARN,
             "CACHEKIT_MASTER_KEY is set but no encryptor is installed: @cache.secure needs "
             "cachekit-crypto (pip install cachekit-crypto)",
         )
+        return
+    _encryption_check(report, reg)
+
+
+def _encryption_check(report: _Report, reg: Registry) -> None:
+    """Build the aes-gcm encryptor as @cache.secure would; show its public key ids."""
+    from cachekit.plugins import build
+
+    try:
+        encryptor = build(
+            reg.encryptor("aes-gcm").factory, "encryptor aes-gcm", tenant=None, environ=os.environ
+        )
+    except CachekitError as exc:
+        report.fail("encryption", exc)
+        return
+    readable = list(getattr(encryptor, "key_ids", None) or [encryptor.key_id])
+    detail = f"aes-gcm: new entries use key id {encryptor.key_id}"
+    if len(readable) > 1:
+        detail += f"; entries of key ids {', '.join(readable[1:])} stay readable"
+    naming = getattr(encryptor, "naming_key_id", None)
+    if naming and naming != encryptor.key_id:
+        detail += f"; key names come from key id {naming} (retiring it renames every entry)"
+    report.add("encryption", OK, detail)
 
 
 def _ping(factory: Callable[..., Any], url: str, timeout: float) -> dict[str, Any]:
