@@ -262,12 +262,21 @@ class NodeBreakers:
             for _, _, breaker in admitted:
                 breaker.release_probe()
             raise
-        for (_, positions, breaker), outcome in zip(admitted, outcomes, strict=True):
+        failed_node = None
+        for (node, positions, breaker), outcome in zip(admitted, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                batch.errors.append(self.failed(breaker, outcome, op))
+                err = self.failed(breaker, outcome, op)
+                batch.errors.append(err)
+                if isinstance(err, NodeUnavailableError) and node is not None:
+                    failed_node = node.name
             else:
                 breaker.success()
                 batch.fill(positions, outcome)
+        if failed_node is not None:
+            # A pipeline that lost its node does not flag the client for a new slot map
+            # (a single command does): flag it, and refresh now, asking that node last.
+            client._initialize = True
+            await _arefresh(client, failed_node)
         return batch
 
     def combine(self, errors: Sequence[BackendError], op: str) -> BackendError:
