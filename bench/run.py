@@ -37,6 +37,7 @@ BENCHMARKS = {
     "import": "bench_import",
     "redis": "bench_redis",
     "crypto": "bench_crypto",
+    "arrow": "bench_arrow",
 }
 
 

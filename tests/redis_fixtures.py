@@ -96,6 +96,17 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def raw(redis_url: str) -> Iterator[Any]:
+    """A plain redis-py client on the test's private server: the attacker's or the
+    operator's view of what cachekit stored."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def make_redis_server(
     redis_binaries_installed: tuple[str, str],
 ) -> Iterator[Callable[..., RedisServer]]:

@@ -65,6 +65,11 @@ def test_quick_run_prints_every_ratio_against_its_baseline(quick_run) -> None:
     assert "secure / plain L2 hit (l1=False), 1 KB" in text
     assert "secure / plain miss (l1=False, no lock), 1 KB" in text
     assert "secure / plain L1 hit in front of Redis, small" in text
+    assert "arrow / pickle 5 round trip, numeric" in text
+    assert "arrow / pickle 5 round trip, strings" in text
+    assert "msgpack records / arrow round trip, numeric" in text
+    assert "msgpack records / arrow round trip, strings" in text
+    assert "L2 hit (l1=False) / raw GET + deserialize, numeric" in text
     assert "import cachekit adds, wall" in proc.stdout
     assert all(re.search(r" \d+\.\d\dx ", line) for line in ratio_lines)
 
@@ -73,7 +78,7 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
     proc, results = quick_run
     assert "== summary ==" in proc.stdout
     benchmarks = {b["name"]: b for b in results["benchmarks"]}
-    assert set(benchmarks) == {"l1", "threads", "import", "redis", "crypto"}
+    assert set(benchmarks) == {"l1", "threads", "import", "redis", "crypto", "arrow"}
     for bench in benchmarks.values():
         assert bench["error"] is None
         assert any(line["limit"] is not None for line in bench["lines"])

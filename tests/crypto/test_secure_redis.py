@@ -79,13 +79,6 @@ def master_key(monkeypatch):
     return K1
 
 
-@pytest.fixture
-def raw(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def in_tenant(tenant: str | None, fn, *args):
     token = TENANT.set(tenant)
     try:

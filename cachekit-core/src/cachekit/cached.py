@@ -42,6 +42,7 @@ from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
     PluginNotFoundError,
+    SerializationError,
 )
 from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
@@ -1030,6 +1031,8 @@ class CachedState:
         None when the result is not to be cached). Serialization errors (E004) propagate.
         """
         payload = plan.serializer.serialize(result)
+        if type(payload) is not bytes:
+            payload = _byte_buffer(payload, plan.ser_name)
         if type(result) in IMMUTABLE_TYPES:
             pair: tuple[Any, Any] = (result, None)
             value = result
@@ -1265,6 +1268,18 @@ class CachedState:
         self.inflight = {}
         self.inflight_lock = allocate_lock()
         self._plan_lock = allocate_lock()
+
+
+def _byte_buffer(payload: Any, serializer: str) -> Any:
+    """A serializer's bytearray or memoryview as a buffer of bytes (len = size)."""
+    if isinstance(payload, bytearray):
+        return payload
+    if isinstance(payload, memoryview) and payload.c_contiguous:
+        return payload.cast("B") if payload.format != "B" or payload.ndim != 1 else payload
+    raise SerializationError(
+        f"serializer {serializer!r} returned {type(payload).__name__}; serialize() must "
+        "return bytes, a bytearray or a C-contiguous memoryview."
+    )
 
 
 def _transient(exc: BaseException) -> bool:

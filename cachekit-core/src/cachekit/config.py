@@ -53,6 +53,7 @@ ENVIRONMENT: dict[str, str] = {
     "CACHEKIT_MASTER_KEY": "hex master key, >= 32 bytes, for @cache.secure (cachekit-crypto)",
     "CACHEKIT_PREVIOUS_MASTER_KEYS": "comma-separated retired master keys still readable",
     "CACHEKIT_SIGNING_KEY": "hex key, >= 32 bytes, signing pickle payloads in shared backends",
+    "CACHEKIT_ARROW_COMPRESSION": "none, lz4 or zstd: default of ArrowSerializer (cachekit-arrow)",
     "CACHEKIT_STRICT_PLUGINS": "1 makes a plugin that fails to load an error (E042)",
     "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD": "1 loads only the core's built-in plugin",
 }

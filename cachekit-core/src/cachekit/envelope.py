@@ -124,6 +124,8 @@ def seal(
     ``expires_at`` (wall-clock seconds) records when the backend will drop the
     entry, so a reader that copies it into L1 never keeps it longer.
     """
+    if type(payload) is not bytes:
+        payload = bytes(payload)  # a serializer's bytearray or memoryview
     flags = 0
     expires = b""
     if expires_at is not None:
@@ -215,16 +217,23 @@ _CRC_EXPIRES = _crc32(_HEAD_EXPIRES)
 _CRC_PLAIN = _crc32(_HEAD_PLAIN)
 
 
-def seal_plain(payload: bytes, serializer: str, expires_at: float | None) -> bytes:
-    """:func:`seal` without compression, encryption or signing (same bytes, less work)."""
+def seal_plain(
+    payload: bytes | bytearray | memoryview, serializer: str, expires_at: float | None
+) -> bytes:
+    """:func:`seal` without compression, encryption or signing (same bytes, less work).
+
+    The payload is copied once, into the envelope (a large payload is not first
+    joined to its header and then copied again).
+    """
     sid = _PLAIN_IDS.get(serializer)
     if sid is None:
         sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
     if expires_at is None:
-        body = sid + payload
-        return _HEAD_PLAIN + _crc32(body, _CRC_PLAIN).to_bytes(4, "big") + body
-    body = sid + int(expires_at * 1000).to_bytes(8, "big") + payload
-    return _HEAD_EXPIRES + _crc32(body, _CRC_EXPIRES).to_bytes(4, "big") + body
+        crc = _crc32(payload, _crc32(sid, _CRC_PLAIN))
+        return b"".join((_HEAD_PLAIN, crc.to_bytes(4, "big"), sid, payload))
+    expires = int(expires_at * 1000).to_bytes(8, "big")
+    crc = _crc32(payload, _crc32(expires, _crc32(sid, _CRC_EXPIRES)))
+    return b"".join((_HEAD_EXPIRES, crc.to_bytes(4, "big"), sid, expires, payload))
 
 
 def open_plain(blob: bytes, serializer: str) -> tuple[bytes, float | None] | None:

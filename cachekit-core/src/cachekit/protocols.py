@@ -160,11 +160,16 @@ class Serializer(Protocol):
     A serializer whose ``deserialize`` can execute code (pickle) sets
     ``requires_authentication = True``: its payloads are then only read back from
     a shared backend when they carry a valid signature or were encrypted.
+
+    ``serialize`` may return ``bytes`` or, to spare a copy of a large payload, a
+    ``bytearray`` or a C-contiguous ``memoryview`` that it never touches again.
+    ``deserialize`` gets ``bytes`` read from a backend, or what ``serialize`` returned
+    (values kept in L1 are read back from it).
     """
 
     name: str
 
-    def serialize(self, obj: Any) -> bytes: ...
+    def serialize(self, obj: Any) -> bytes | bytearray | memoryview: ...
 
     def deserialize(self, data: bytes) -> Any: ...
 
