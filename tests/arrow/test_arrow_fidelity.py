@@ -117,3 +117,21 @@ def test_a_nonstandard_frequency_comes_back_as_none_rather_than_failing():
     frame = pd.DataFrame({"v": [1, 2, 3]}, index=index)
     got = ArrowSerializer().deserialize(ArrowSerializer().serialize(frame))
     pd.testing.assert_frame_equal(got, frame, check_freq=False)
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_every_column_of_a_frame_read_back_can_be_assigned_to(name: str):
+    """As writable as the function's own frame: to_pandas leaves some arrays (the codes
+    of a categorical) read-only, which would make `df.iloc[...] = ...` fail on hits."""
+    frame = FRAMES[name]
+    if not len(frame):
+        return
+    ser = ArrowSerializer()
+    out = ser.deserialize(bytes(ser.serialize(frame)))
+    for pos in range(out.shape[1]):
+        probe = frame.copy()
+        try:
+            probe.iloc[0, pos] = frame.iloc[0, pos]
+        except Exception:
+            continue  # not assignable in the original either
+        out.iloc[0, pos] = out.iloc[0, pos]

@@ -464,3 +464,62 @@ def test_a_corrupt_arrow_payload_in_the_backend_is_a_miss_not_an_error():
     assert UNPICKLED == []
     reader(3)  # the last recomputation was stored: now a hit
     assert reader.cache_info().l2_hits == 1
+
+
+def _forge(data: bytes, bad_end: int) -> bytes:
+    """``data`` with the last offset of its ["aaaa", "bbbb"] column set to ``bad_end``
+    (offsets are 32-bit for string, 64-bit for large_string, as pandas 3 writes)."""
+    for width in (8, 4):
+        offsets = b"".join(n.to_bytes(width, "little") for n in (0, 4, 8))
+        if data.count(offsets) == 1:
+            return data.replace(offsets, offsets[: 2 * width] + bad_end.to_bytes(width, "little"))
+    raise AssertionError("no offsets buffer found")
+
+
+@pytest.mark.parametrize("bad_end", [40, 100_000_000, 2**31 - 1])
+@pytest.mark.parametrize("value", ["frame", "table"])
+def test_offsets_pointing_outside_their_buffer_are_refused(value, bad_end):
+    """A stream with a string offset past its data buffer must never be read: pyarrow
+    would hand back bytes from beyond the buffer, or crash the process."""
+    strings = ["aaaa", "bbbb"]
+    obj = pd.DataFrame({"s": strings}) if value == "frame" else pa.table({"s": strings})
+    forged = _forge(bytes(ArrowSerializer().serialize(obj)), bad_end)
+    code = textwrap.dedent(
+        f"""
+        from cachekit_arrow import ArrowSerializer
+        from cachekit.errors import DeserializationError
+        try:
+            ArrowSerializer().deserialize({forged!r})
+        except DeserializationError as exc:
+            print("refused", exc.code)
+        """
+    )
+    # In a child process: if the check were missing, a crash must fail the test, not
+    # take the test runner down.
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused E005"
+
+
+def test_a_forged_entry_under_a_cached_function_is_a_miss():
+    calls = []
+
+    @cache(backend="memory://arrow-forged", serializer=ArrowSerializer(), l1=False)
+    def names(n: int) -> pd.DataFrame:
+        calls.append(n)
+        return pd.DataFrame({"s": ["aaaa", "bbbb"]})
+
+    names(1)
+    from cachekit.backends.memory import MemoryBackend  # noqa: F401 - the store behind memory://
+
+    state = names.__cachekit__
+    backend = state.plan.backend
+    key = names.cache_key(1)
+    payload = bytes(ArrowSerializer().serialize(pd.DataFrame({"s": ["aaaa", "bbbb"]})))
+    forged = _forge(payload, 40)
+    backend.set(key, seal_plain(forged, "arrow", None), 60)
+    pd.testing.assert_frame_equal(names(1), pd.DataFrame({"s": ["aaaa", "bbbb"]}))
+    assert calls == [1, 1]
+    assert names.cache_info().invalid == 1

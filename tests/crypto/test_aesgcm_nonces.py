@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 
 import cachekit_crypto.aesgcm as aesgcm
+from cachekit.errors import DecryptionError
 from cachekit_crypto.aesgcm import NONCE_BYTES, SALT_BYTES, AesGcmEncryptor
 from cachekit_crypto.keys import Keyring
 
@@ -88,3 +89,22 @@ def test_a_forked_child_starts_its_own_session():
     assert len(child_salt) == SALT_BYTES
     assert child_salt != parent_salt
     assert enc.encrypt(b"p", b"")[1 : 1 + SALT_BYTES] == parent_salt
+
+
+def test_a_session_key_in_use_is_kept_and_forged_blobs_do_not_push_it_out(monkeypatch):
+    monkeypatch.setattr(aesgcm, "OPENER_CACHE_SIZE", 4)
+    key = hashlib.sha256(b"lru").digest()
+    writer, reader = AesGcmEncryptor(Keyring(key)), AesGcmEncryptor(Keyring(key))
+    good = writer.encrypt(b"v", b"")
+    assert reader.decrypt(good, b"", key_id=reader.key_id) == b"v"
+    for _ in range(10):  # forged blobs under fresh salts: fail, and are never cached
+        forged = good[:1] + os.urandom(SALT_BYTES) + good[1 + SALT_BYTES :]
+        with pytest.raises(DecryptionError):
+            reader.decrypt(forged, b"", key_id=reader.key_id)
+    assert list(reader._openers) == [(reader.key_id, good[1 : 1 + SALT_BYTES])]
+    others = [AesGcmEncryptor(Keyring(key)) for _ in range(6)]
+    for other in others:  # real sessions, read between reads of the first one
+        reader.decrypt(other.encrypt(b"x", b""), b"", key_id=reader.key_id)
+        reader.decrypt(good, b"", key_id=reader.key_id)
+    assert (reader.key_id, good[1 : 1 + SALT_BYTES]) in reader._openers
+    assert len(reader._openers) == 4

@@ -54,3 +54,58 @@ def test_a_key_from_cachekit_keygen_works(monkeypatch):
 
     assert token(1) == token(1) == "token-1"
     assert token.cache_info().misses == 1
+
+
+class _PlainStore:
+    """A backend without the invalidation capability (no generation counters)."""
+
+    capabilities = frozenset()
+    endpoint = "plain://store"
+
+    def __init__(self):
+        self.store = {}
+
+    def get(self, key):
+        from cachekit.constants import MISSING
+
+        return self.store.get(key, MISSING)
+
+    def set(self, key, value, ttl=None):
+        self.store[key] = value
+
+    def delete(self, key):
+        return self.store.pop(key, None) is not None
+
+    def clear(self, prefix=""):
+        doomed = [k for k in self.store if k.startswith(prefix)]
+        for k in doomed:
+            del self.store[k]
+        return len(doomed)
+
+    def ping(self):
+        return True
+
+
+def test_the_first_call_already_uses_the_keyed_digest(monkeypatch):
+    """The first call of a secure function (here with a keyword, so on the slow path,
+    and with a tenant) must not write under an unkeyed digest before the plan sets
+    the digest key: key names must never reveal guessable arguments."""
+    from cachekit.tenancy import tenant_scope
+
+    monkeypatch.setenv("CACHEKIT_MASTER_KEY", K1)
+    for tenants in (False, True):
+        store = _PlainStore()
+        options = {"tenant_extractor": lambda user: "acme"} if tenants else {}
+
+        def profile(user):
+            return {"user": user}
+
+        unkeyed = cache(backend=None, **options)(profile)
+        secure = cache.secure(backend=store, l1=False, **options)(profile)
+        secure(user=7)
+        (key,) = store.store
+        with tenant_scope("acme"):
+            assert key == secure.cache_key(7)
+            assert key != unkeyed.cache_key(7)
+        secure(user=7)
+        assert secure.cache_info().l2_hits == 1

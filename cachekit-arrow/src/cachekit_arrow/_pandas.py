@@ -330,6 +330,11 @@ def from_table(table: pa.Table, marker: _meta.Marker, doc: dict[str, Any]) -> An
             frame.index = _relevel(frame.index, pos, spec, column)
         else:
             frame.columns = _relevel(frame.columns, pos, spec, None)
+    for pos, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, pd.CategoricalDtype):
+            # to_pandas leaves categorical codes read-only; the function's own frame
+            # was writable, so the cached one must be too.
+            frame.isetitem(pos, frame.iloc[:, pos].copy())
     if marker.range_columns is not None:
         frame.columns = pd.RangeIndex(*marker.range_columns, name=frame.columns.name)
     if marker.unique_labels:

@@ -267,6 +267,11 @@ def _loads(data: Any, return_format: str) -> Any:
         if not registered or name not in SAFE_EXTENSIONS:
             raise _bad(f"field {path!r} has the extension type {name!r}, which is not loaded")
     batches = list(reader)
+    for batch in batches:
+        # pyarrow's IPC reader trusts offsets and lengths: a crafted stream would make
+        # later reads run past its buffers (leaking memory, or crashing the process).
+        # A full validation checks every offset, length and UTF-8 string first.
+        batch.validate(full=True)
     if source.tell() != size:
         raise _bad("bytes after the end-of-stream marker")
     plain = _without_marker(schema)

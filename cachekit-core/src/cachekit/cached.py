@@ -768,8 +768,9 @@ class CachedState:
 
         name = "aes-gcm" if enc is True else str(enc)
         spec = encryptor_spec(name)
-        # One snapshot: every tenant's encryptor, built later, uses the same keys.
-        environ = dict(os.environ)
+        # One snapshot: every tenant's encryptor, built later, uses the same keys (and
+        # only the key variables are kept, not the whole environment).
+        environ = {k: v for k, v in os.environ.items() if k.startswith("CACHEKIT_")}
         base = build(spec.factory, f"encryptor {name}", tenant=None, environ=environ)
         if self.options.tenant_extractor is None:
             return base
@@ -1271,11 +1272,17 @@ class CachedState:
 
 
 def _byte_buffer(payload: Any, serializer: str) -> Any:
-    """A serializer's bytearray or memoryview as a buffer of bytes (len = size)."""
+    """A serializer's bytearray or memoryview as an immutable buffer of bytes.
+
+    Read-only, because L1 keeps it and hands it to ``deserialize`` on every hit: a
+    result that shares memory with it must not be able to change later hits.
+    """
     if isinstance(payload, bytearray):
-        return payload
+        return bytes(payload)
     if isinstance(payload, memoryview) and payload.c_contiguous:
-        return payload.cast("B") if payload.format != "B" or payload.ndim != 1 else payload
+        if payload.format != "B" or payload.ndim != 1:
+            payload = payload.cast("B")
+        return payload.toreadonly()
     raise SerializationError(
         f"serializer {serializer!r} returned {type(payload).__name__}; serialize() must "
         "return bytes, a bytearray or a C-contiguous memoryview."
@@ -1507,6 +1514,8 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
             counts[BYPASSED] += 1
             return func(*args, **kwargs)
+        if state.plan is None:
+            state.resolve()  # first: it sets the digest key of @cache.secure
         try:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:
@@ -1712,6 +1721,8 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
             counts[BYPASSED] += 1
             return await func(*args, **kwargs)
+        if state.plan is None:
+            state.resolve()  # first: it sets the digest key of @cache.secure
         try:
             lkey, bkey = builder.keys(args, kwargs)
         except _Unbindable:

@@ -440,7 +440,7 @@ def _plugins_section(report: _Report, reg: Registry, strict_error: CachekitError
                     f"[E043] {what} {key!r} is claimed by both {names}; uninstall one of them.",
                     "E043",
                 )
-    if not os.environ.get("CACHEKIT_MASTER_KEY", "").strip():
+    if not os.environ.get("CACHEKIT_MASTER_KEY", ""):
         return
     if "aes-gcm" not in reg.encryptors:
         report.add(

@@ -162,9 +162,10 @@ class Serializer(Protocol):
     a shared backend when they carry a valid signature or were encrypted.
 
     ``serialize`` may return ``bytes`` or, to spare a copy of a large payload, a
-    ``bytearray`` or a C-contiguous ``memoryview`` that it never touches again.
-    ``deserialize`` gets ``bytes`` read from a backend, or what ``serialize`` returned
-    (values kept in L1 are read back from it).
+    C-contiguous ``memoryview`` that it never touches again (a ``bytearray`` is
+    accepted and copied to ``bytes``). ``deserialize`` gets ``bytes`` read from a
+    backend, or a read-only view of what ``serialize`` returned (values kept in L1 are
+    read back from it).
     """
 
     name: str

@@ -102,7 +102,7 @@ _HARD_MAX_SIZE = 2**31 - 1 - TAG_BYTES
 #: Messages sealed under one session key before a new salt is drawn.
 SESSION_MESSAGES = 2**28
 #: Session keys of other writers (and earlier sessions) a reader keeps, per encryptor.
-OPENER_CACHE_SIZE = 256
+OPENER_CACHE_SIZE = 1024
 
 _VERSION = bytes([FORMAT_VERSION])
 _TENANT_MARK = b"\x00cachekit-tenant"
@@ -188,7 +188,8 @@ class AesGcmEncryptor:
         self._current = self._templates[self.key_id]
         self._lock = threading.Lock()
         self._session = self._new_session()
-        # (key id, salt) -> AESGCM of that session key, most recently used last.
+        # (key id, salt) -> AESGCM of a session key that opened a blob, least recently
+        # used first.
         self._openers: OrderedDict[tuple[str, bytes], AESGCM] = OrderedDict()
         _live.add(self)
 
@@ -213,20 +214,28 @@ class AesGcmEncryptor:
         next(session[2])
         return session
 
-    def _opener(self, key_id: str, salt: bytes) -> AESGCM | None:
-        """The AESGCM of (key id, salt), derived on first sight and kept (bounded)."""
+    def _opener(self, key_id: str, salt: bytes) -> tuple[AESGCM, bool] | None:
+        """The AESGCM of (key id, salt) and whether it is cached; None for an unknown id.
+
+        A cached one is marked recently used; a new one is derived but only kept once
+        it has opened a blob (forged blobs must not push real sessions out).
+        """
         found = self._openers.get((key_id, salt))
         if found is not None:
-            return found
+            with self._lock:
+                if (key_id, salt) in self._openers:
+                    self._openers.move_to_end((key_id, salt))
+            return found, True
         template = self._templates.get(key_id)
         if template is None:
             return None
-        opener = self._derive(template, salt)
+        return self._derive(template, salt), False
+
+    def _keep(self, key_id: str, salt: bytes, opener: AESGCM) -> None:
         with self._lock:
             self._openers[key_id, salt] = opener
             while len(self._openers) > OPENER_CACHE_SIZE:
                 self._openers.popitem(last=False)
-        return opener
 
     def _after_fork(self) -> None:
         """A child must not continue its parent's session (their nonces could meet)."""
@@ -285,15 +294,20 @@ class AesGcmEncryptor:
             blob = bytes(blob)  # bytearray, memoryview, bytes subclass: one copy
         if not OVERHEAD <= len(blob) <= self._max_blob or blob[0] != FORMAT_VERSION:
             _fail()
-        opener = self._opener(key_id, blob[1 : 1 + SALT_BYTES])
-        if opener is None:
+        salt = blob[1 : 1 + SALT_BYTES]
+        found = self._opener(key_id, salt)
+        if found is None:
             _fail()  # a key id this keyring does not hold
+        opener, cached = found
         try:
-            return opener.decrypt(
+            plaintext = opener.decrypt(
                 blob[1 + SALT_BYTES : _HEADER], blob[_HEADER:], _VERSION + aad + self._aad_suffix
             )
         except (InvalidTag, ValueError, OverflowError, TypeError):
             raise DecryptionError() from None
+        if not cached:
+            self._keep(key_id, salt, opener)
+        return plaintext
 
 
 _live: weakref.WeakSet[AesGcmEncryptor] = weakref.WeakSet()
