@@ -7,46 +7,14 @@ import logging
 import pickle
 
 import pytest
+from dict_backend import DictBackend
 
 from cachekit import cache
 from cachekit.breaker import BreakerConfig
-from cachekit.constants import MISSING
 from cachekit.errors import BackendError, ConfigurationError, PluginNotFoundError
 from cachekit.serializers import PickleSerializer
 
 HEX_KEY = "ab" * 32
-
-
-class DictBackend:
-    """A shared-store stand-in: no CAP_TRUSTED, so it is treated like Redis."""
-
-    capabilities = frozenset()
-
-    def __init__(self, name="dict"):
-        self.endpoint = f"dict://{name}"
-        self.store: dict[str, bytes] = {}
-        self.calls: list[str] = []
-
-    def get(self, key):
-        self.calls.append("get")
-        return self.store.get(key, MISSING)
-
-    def set(self, key, value, ttl=None):
-        self.calls.append("set")
-        self.store[key] = value
-
-    def delete(self, key):
-        self.calls.append("delete")
-        return self.store.pop(key, None) is not None
-
-    def clear(self, prefix=""):
-        doomed = [k for k in self.store if k.startswith(prefix)]
-        for k in doomed:
-            del self.store[k]
-        return len(doomed)
-
-    def ping(self):
-        return True
 
 
 class BrokenBackend(DictBackend):

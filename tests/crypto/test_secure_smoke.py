@@ -4,6 +4,8 @@ Redis integration tests live elsewhere.)"""
 
 from __future__ import annotations
 
+from dict_backend import DictBackend
+
 from cachekit import cache
 from cachekit.backends.memory import MemoryBackend
 from cachekit.envelope import FLAG_ENCRYPTED, read_header
@@ -56,36 +58,6 @@ def test_a_key_from_cachekit_keygen_works(monkeypatch):
     assert token.cache_info().misses == 1
 
 
-class _PlainStore:
-    """A backend without the invalidation capability (no generation counters)."""
-
-    capabilities = frozenset()
-    endpoint = "plain://store"
-
-    def __init__(self):
-        self.store = {}
-
-    def get(self, key):
-        from cachekit.constants import MISSING
-
-        return self.store.get(key, MISSING)
-
-    def set(self, key, value, ttl=None):
-        self.store[key] = value
-
-    def delete(self, key):
-        return self.store.pop(key, None) is not None
-
-    def clear(self, prefix=""):
-        doomed = [k for k in self.store if k.startswith(prefix)]
-        for k in doomed:
-            del self.store[k]
-        return len(doomed)
-
-    def ping(self):
-        return True
-
-
 def test_the_first_call_already_uses_the_keyed_digest(monkeypatch):
     """The first call of a secure function (here with a keyword, so on the slow path,
     and with a tenant) must not write under an unkeyed digest before the plan sets
@@ -94,7 +66,7 @@ def test_the_first_call_already_uses_the_keyed_digest(monkeypatch):
 
     monkeypatch.setenv("CACHEKIT_MASTER_KEY", K1)
     for tenants in (False, True):
-        store = _PlainStore()
+        store = DictBackend("plain")
         options = {"tenant_extractor": lambda user: "acme"} if tenants else {}
 
         def profile(user):
