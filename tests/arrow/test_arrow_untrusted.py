@@ -523,3 +523,45 @@ def test_a_forged_entry_under_a_cached_function_is_a_miss():
     pd.testing.assert_frame_equal(names(1), pd.DataFrame({"s": ["aaaa", "bbbb"]}))
     assert calls == [1, 1]
     assert names.cache_info().invalid == 1
+
+
+def _zeros_zstd(rows: int = 100_000) -> bytes:
+    frame = pd.DataFrame({"z": pd.Series([0] * rows, dtype="int64")})
+    return bytes(ArrowSerializer(compression="zstd").serialize(frame))
+
+
+def test_a_stream_claiming_a_huge_decompressed_size_is_refused_before_inflating():
+    data = _zeros_zstd()
+    declared = (100_000 * 8).to_bytes(8, "little")
+    assert data.count(declared) == 1
+    bomb = data.replace(declared, (2**40).to_bytes(8, "little"))  # a terabyte
+    with pytest.raises(DeserializationError, match="claim"):
+        ArrowSerializer().deserialize(bomb)
+
+
+def test_the_decompressed_size_limit_applies_to_honest_streams_too(monkeypatch):
+    import cachekit_arrow._stream as stream
+
+    data = _zeros_zstd()
+    assert len(data) < 10_000  # 800 kB of zeros compress to almost nothing
+    pd.testing.assert_frame_equal(
+        ArrowSerializer().deserialize(data),
+        pd.DataFrame({"z": pd.Series([0] * 100_000, dtype="int64")}),
+    )
+    monkeypatch.setattr(stream, "MAX_DECOMPRESSED", 100_000)
+    with pytest.raises(DeserializationError, match="limit"):
+        ArrowSerializer().deserialize(data)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_corrupted_batch_headers_are_refused_cleanly(seed):
+    """Random bytes flipped anywhere in a compressed stream: E005 or the same value,
+    never another exception (the header walk checks every offset it follows)."""
+    rng = random.Random(seed)
+    data = bytearray(_zeros_zstd(1000))
+    for _ in range(4):
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    try:
+        ArrowSerializer().deserialize(bytes(data))
+    except DeserializationError:
+        pass

@@ -201,6 +201,27 @@ def loads(data: Any, return_format: str) -> Any:
         raise _bad(f"{type(exc).__name__} while reading it") from None
 
 
+#: Most bytes a stream may inflate to (lz4/zstd buffers declare their own size).
+MAX_DECOMPRESSED = 512 * 1024 * 1024
+
+
+def _check_declared_size(buffer: pa.Buffer, size: int) -> None:
+    """Refuse a stream whose buffers claim more than MAX_DECOMPRESSED, before pyarrow
+    inflates them (a few kilobytes of zstd may claim gigabytes)."""
+    from cachekit_arrow._bodies import declared_size
+
+    messages = pa.ipc.MessageReader.open_stream(buffer)
+    try:
+        claimed = declared_size(iter(messages.read_next_message, None))
+    except ValueError as exc:
+        raise _bad(f"malformed batch header ({exc})") from None
+    if claimed > max(MAX_DECOMPRESSED, size):
+        raise _bad(
+            f"its batches claim {claimed} bytes once decompressed, above the "
+            f"{MAX_DECOMPRESSED}-byte limit"
+        )
+
+
 def _open(buffer: pa.Buffer) -> tuple[pa.BufferReader, Any]:
     source = pa.BufferReader(buffer)
     return source, pa.ipc.open_stream(source)
@@ -248,6 +269,7 @@ def _loads(data: Any, return_format: str) -> Any:
     # Read-only, whatever was passed: nothing read back may write into the caller's
     # bytes (L1 keeps the bytearray serialize returned and reads it again and again).
     buffer = pa.py_buffer(memoryview(data).toreadonly())
+    _check_declared_size(buffer, size)
     source, reader = _open(buffer)
     schema = reader.schema
     marker = _meta.parse_marker(schema.metadata)
