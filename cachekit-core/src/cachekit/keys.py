@@ -522,28 +522,16 @@ class KeyBuilder:
 
     def l1_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The in-process key: a typed tuple on the fast path, else the digest."""
-        if self.key_func is not None or self.tenant is not None:
-            return self._digest_of(self._basis(args, kwargs))
-        values = self.normalize(args, kwargs)
-        for v in values:
-            if type(v) not in FAST_TYPES:
-                return self._digest_of(values)
-        return (*values, *map(type, values))
+        return self.keys(args, kwargs)[0]
 
     def _digest_of(self, value: Any) -> str:
         return digest(canonical_bytes(value, "key argument") + self.salt, self.secret)
 
     def _basis(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """What is digested when the key is not the plain arguments (key_func, tenant)."""
-        basis = (
-            self.key_func(*args, **kwargs)
-            if self.key_func is not None
-            else self.normalize(args, kwargs)
-        )
-        if self.tenant is not None:
-            # A marker no argument tuple starts with, then the tenant, then the call.
-            return ("\x00tenant", self.tenant(), basis)
-        return basis
+        """What a key_func key digests: its result, after the tenant if there is one."""
+        assert self.key_func is not None
+        basis = self.key_func(*args, **kwargs)
+        return (self.tenant(), basis) if self.tenant is not None else basis
 
     def backend_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The full key stored in the backend: ``cachekit:[ns:]module.qualname:digest``."""
@@ -551,10 +539,14 @@ class KeyBuilder:
 
     def keys(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
         """Both keys of one call, computing the normalized arguments once."""
-        if self.key_func is not None or self.tenant is not None:
+        if self.key_func is not None:
             d = self._digest_of(self._basis(args, kwargs))
             return d, self.prefix + d
         values = self.normalize(args, kwargs)
+        if self.tenant is not None:
+            # The tenant leads the values (a str: the typed fast path below applies),
+            # so tenants never share a key and an L1 hit needs no digest.
+            values = (self.tenant(), *values)
         for v in values:
             if type(v) not in FAST_TYPES:
                 d = self._digest_of(values)
