@@ -1269,6 +1269,9 @@ class CachedState:
         self.inflight = {}
         self.inflight_lock = allocate_lock()
         self._plan_lock = allocate_lock()
+        encryptor = self.plan.encryptor if self.plan is not None else None
+        if isinstance(encryptor, TenantEncryptors):
+            encryptor.after_fork()
 
 
 def _byte_buffer(payload: Any, serializer: str) -> Any:

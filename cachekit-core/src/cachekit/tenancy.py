@@ -132,6 +132,10 @@ class TenantEncryptors:
     def __repr__(self) -> str:
         return f"TenantEncryptors({len(self._by_tenant)} tenants)"
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock the parent held at the fork would never be freed."""
+        self._lock = allocate_lock()
+
     def _current(self) -> Encryptor:
         tenant = current_tenant()
         found = self._by_tenant.get(tenant)

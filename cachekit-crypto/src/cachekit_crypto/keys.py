@@ -42,9 +42,10 @@ import hashlib
 import hmac
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -86,14 +87,31 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
+_all_lrus: weakref.WeakSet[_Lru[Any, Any]] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    for lru in list(_all_lrus):
+        lru.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
 class _Lru(Generic[_K, _V]):
     """A small thread-safe LRU mapping (it never prints its contents)."""
 
-    __slots__ = ("_data", "_lock", "maxsize")
+    __slots__ = ("__weakref__", "_data", "_lock", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._data: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+        _all_lrus.add(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock the parent held at the fork would never be freed."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
