@@ -222,9 +222,12 @@ class AesGcmEncryptor:
         """
         found = self._openers.get((key_id, salt))
         if found is not None:
-            with self._lock:
-                if (key_id, salt) in self._openers:
-                    self._openers.move_to_end((key_id, salt))
+            # No lock on this (cache-hit) path: move_to_end is one atomic C call; the
+            # key may have been evicted since the get, which only loses the reordering.
+            try:
+                self._openers.move_to_end((key_id, salt))
+            except KeyError:
+                pass
             return found, True
         template = self._templates.get(key_id)
         if template is None:
