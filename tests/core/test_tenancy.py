@@ -268,3 +268,43 @@ def test_tenant_encryptors_build_each_tenant_once_under_threads():
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(400)))
     assert sorted(set(built)) == ["t0", "t1", "t2", "t3"]
+
+
+class Accounts:
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.calls: list[int] = []
+
+    @cache(backend="memory://tenant-methods", tenant_extractor=lambda self, n: self.tenant)
+    def balance(self, n: int) -> dict:
+        self.calls.append(n)
+        return {"tenant": self.tenant, "n": n}
+
+
+def test_methods_name_their_tenant_with_the_tenant_keyword():
+    acme, globex = Accounts("acme"), Accounts("globex")
+    assert acme.balance(1)["tenant"] == "acme"
+    assert globex.balance(1)["tenant"] == "globex"
+    # cache_key()/invalidate_cache() take no instance: the extractor cannot read self.
+    with pytest.raises(AttributeError):
+        Accounts.balance.cache_key(1)
+    key = Accounts.balance.cache_key(1, _tenant="acme")
+    assert key != Accounts.balance.cache_key(1, _tenant="globex")
+    assert Accounts.balance.invalidate_cache(1, _tenant="acme") >= 1
+    acme.balance(1)
+    globex.balance(1)
+    assert (acme.calls, globex.calls) == ([1, 1], [1])
+
+
+def test_the_tenant_keyword_is_checked():
+    with pytest.raises(ConfigurationError, match="drop one tenant"):
+        Accounts.balance.invalidate_cache(_tenant="acme")
+    with pytest.raises(TenantRequiredError):
+        Accounts.balance.cache_key(1, _tenant="")
+
+    @cache(backend=None)
+    def plain(n):
+        return n
+
+    with pytest.raises(ConfigurationError, match="no tenant_extractor"):
+        plain.cache_key(1, _tenant="acme")

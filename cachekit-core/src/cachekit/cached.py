@@ -1070,11 +1070,23 @@ class CachedState:
             self.refresh_generations()
 
     def _tenant_scope(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The tenant of a key computed outside a call (E044 when it has none)."""
+        """The tenant of a key computed outside a call (E044 when it has none).
+
+        ``_tenant=`` among ``kwargs`` (taken out) names it directly: the extractor of a
+        method cannot see ``self`` here, since these helpers take no instance.
+        """
         extractor = self.options.tenant_extractor
+        given = kwargs.pop("_tenant", None)
         if extractor is None:
+            if given is not None:
+                raise ConfigurationError(
+                    f"_tenant= was given, but {self.name} has no tenant_extractor."
+                )
             return nullcontext()
-        tenant = tenant_for(extractor, self.name, self._key_args(args), kwargs)
+        if given is not None:
+            tenant = tenant_for(lambda: given, self.name, (), {})
+        else:
+            tenant = tenant_for(extractor, self.name, self._key_args(args), kwargs)
         if tenant is None:
             raise missing_tenant(self.name)
         return tenant_scope(tenant)
@@ -1091,7 +1103,13 @@ class CachedState:
 
     def _targets(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str] | None:
         """(L1 key, backend key) of one entry, or None meaning "every entry"."""
-        if not args and not kwargs and self.builder._names:
+        if not args and set(kwargs) <= {"_tenant"} and self.builder._names:
+            if kwargs:
+                raise ConfigurationError(
+                    f"invalidate_cache(_tenant=...) without arguments: {self.name} cannot "
+                    "drop one tenant's entries at once; pass the arguments of the entry, "
+                    "or call invalidate_cache() to drop every tenant's entries."
+                )
             return None
         self._fresh_salt()
         try:
