@@ -211,6 +211,14 @@ def read_header(blob: bytes) -> Header:
 
 
 _PLAIN_IDS: dict[str, bytes] = {}
+
+
+def _serializer_id(serializer: str) -> bytes:
+    """The length-prefixed id of ``serializer`` as the envelope stores it (memoized)."""
+    sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    return sid
+
+
 _HEAD_EXPIRES = MAGIC + bytes([VERSION, FLAG_EXPIRES])
 _HEAD_PLAIN = MAGIC + bytes([VERSION, 0])
 _CRC_EXPIRES = _crc32(_HEAD_EXPIRES)
@@ -225,9 +233,7 @@ def seal_plain(
     The payload is copied once, into the envelope (a large payload is not first
     joined to its header and then copied again).
     """
-    sid = _PLAIN_IDS.get(serializer)
-    if sid is None:
-        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    sid = _PLAIN_IDS.get(serializer) or _serializer_id(serializer)
     if expires_at is None:
         crc = _crc32(payload, _crc32(sid, _CRC_PLAIN))
         return b"".join((_HEAD_PLAIN, crc.to_bytes(4, "big"), sid, payload))
@@ -244,9 +250,7 @@ def open_plain(blob: bytes, serializer: str) -> tuple[bytes, float | None] | Non
     :func:`read_header` (magic, version, flags, CRC, serializer id, expiry length)
     without building a Header or the authentication context, which is unused then.
     """
-    sid = _PLAIN_IDS.get(serializer)
-    if sid is None:
-        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    sid = _PLAIN_IDS.get(serializer) or _serializer_id(serializer)
     if type(blob) is not bytes:
         return None
     head = blob[:4]
@@ -291,9 +295,7 @@ def open_encrypted(
         flags = FLAG_ENCRYPTED
     else:
         return None
-    sid = _PLAIN_IDS.get(serializer)
-    if sid is None:
-        sid = _PLAIN_IDS[serializer] = _ascii_id(serializer, "serializer id")
+    sid = _PLAIN_IDS.get(serializer) or _serializer_id(serializer)
     if not blob.startswith(sid, 8):
         return None
     pos = 8 + len(sid)
