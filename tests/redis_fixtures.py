@@ -37,6 +37,8 @@ from redis_servers import (
     redis_binaries,
 )
 
+from cachekit.testing import AsyncBackendConformance, BackendConformance
+
 T = TypeVar("T")
 
 
@@ -263,3 +265,32 @@ def wait_for_stream(fn: Any, start: Callable[[], object] | None = None) -> None:
         assert time.monotonic() < deadline, "the notification stream did not come up in 5 s"
         time.sleep(0.005)
     time.sleep(0.2)
+
+
+# --- cachekit.testing's backend suites on a Redis URL ------------------------------------------
+
+
+class RedisBackendSuite(BackendConformance):
+    """The sync backend suite on ``RedisBackend(self.url)``; a subclass (or a mixin before
+    it) sets ``self.url`` in an autouse fixture."""
+
+    url: str
+
+    def make_backend(self) -> Any:
+        from cachekit_redis import RedisBackend
+
+        return RedisBackend(self.url)
+
+    def close_backend(self, backend: Any) -> None:
+        backend.close()
+
+
+class AsyncRedisBackendSuite(AsyncBackendConformance):
+    """The asyncio backend suite on ``AsyncRedisBackend(self.url)`` (see RedisBackendSuite)."""
+
+    url: str
+
+    def make_backend(self) -> Any:
+        from cachekit_redis import AsyncRedisBackend
+
+        return AsyncRedisBackend(self.url)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_fixtures import AsyncRedisBackendSuite, RedisBackendSuite
 from redis_servers import LocalRedisCluster, PortReservation
 
 import cachekit
@@ -32,7 +33,6 @@ from cachekit.breaker import BreakerConfig, breakers
 from cachekit.coherence import DEGRADED_L1_TTL
 from cachekit.constants import MISSING
 from cachekit.errors import BackendUnavailableError, ConfigurationError
-from cachekit.testing import AsyncBackendConformance, BackendConformance
 from cachekit_redis import AsyncRedisBackend, RedisBackend
 from cachekit_redis.nodes import NODE_PREFIX, NodeUnavailableError
 
@@ -94,25 +94,18 @@ make_copy, make_async_copy, wait_for = dist.make_copy, dist.make_async_copy, dis
 # The backend suites
 
 
-class TestClusterBackend(BackendConformance):
+class _ClusterUrl:
     @pytest.fixture(autouse=True)
     def _url(self, clean_redis_cluster):
         self.url = clean_redis_cluster.url
 
-    def make_backend(self):
-        return RedisBackend(self.url)
 
-    def close_backend(self, backend):
-        backend.close()
+class TestClusterBackend(_ClusterUrl, RedisBackendSuite):
+    pass
 
 
-class TestAsyncClusterBackend(AsyncBackendConformance):
-    @pytest.fixture(autouse=True)
-    def _url(self, clean_redis_cluster):
-        self.url = clean_redis_cluster.url
-
-    def make_backend(self):
-        return AsyncRedisBackend(self.url)
+class TestAsyncClusterBackend(_ClusterUrl, AsyncRedisBackendSuite):
+    pass
 
 
 def test_cluster_clients_pin_their_timeouts_and_never_retry(clean_redis_cluster):

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import pytest
-
-from cachekit.testing import AsyncBackendConformance, BackendConformance
-from cachekit_redis import AsyncRedisBackend, RedisBackend
+from redis_fixtures import AsyncRedisBackendSuite, RedisBackendSuite
 
 
-class TestRedisBackend(BackendConformance):
+class _ServerUrl:
     @pytest.fixture(autouse=True)
     def _url(self, redis_url):
         self.url = redis_url
 
-    def make_backend(self):
-        return RedisBackend(self.url)
 
-    def close_backend(self, backend):
-        backend.close()
+class TestRedisBackend(_ServerUrl, RedisBackendSuite):
+    pass
 
 
-class TestAsyncRedisBackend(AsyncBackendConformance):
-    @pytest.fixture(autouse=True)
-    def _url(self, redis_url):
-        self.url = redis_url
-
-    def make_backend(self):
-        return AsyncRedisBackend(self.url)
+class TestAsyncRedisBackend(_ServerUrl, AsyncRedisBackendSuite):
+    pass

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_fixtures import AsyncRedisBackendSuite, RedisBackendSuite
 
 from cachekit.breaker import BreakerConfig
 from cachekit.coherence import DEGRADED_L1_TTL, router_for
 from cachekit.errors import BackendError
-from cachekit.testing import AsyncBackendConformance, BackendConformance
 from cachekit_redis import AsyncRedisBackend, RedisBackend
 
 HERE = Path(__file__).parent
@@ -49,25 +49,18 @@ make_copy, make_async_copy, wait_for = dist.make_copy, dist.make_async_copy, dis
 # The backend suites
 
 
-class TestSentinelBackend(BackendConformance):
+class _SentinelUrl:
     @pytest.fixture(autouse=True)
     def _url(self, clean_redis_sentinel):
         self.url = clean_redis_sentinel.url
 
-    def make_backend(self):
-        return RedisBackend(self.url)
 
-    def close_backend(self, backend):
-        backend.close()
+class TestSentinelBackend(_SentinelUrl, RedisBackendSuite):
+    pass
 
 
-class TestAsyncSentinelBackend(AsyncBackendConformance):
-    @pytest.fixture(autouse=True)
-    def _url(self, clean_redis_sentinel):
-        self.url = clean_redis_sentinel.url
-
-    def make_backend(self):
-        return AsyncRedisBackend(self.url)
+class TestAsyncSentinelBackend(_SentinelUrl, AsyncRedisBackendSuite):
+    pass
 
 
 def test_sentinel_clients_pin_their_timeouts_and_never_retry(clean_redis_sentinel):

@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from redis_fixtures import AsyncRedisBackendSuite, RedisBackendSuite
 from redis_servers import PortReservation, RedisServer
 
 from cachekit import cache
 from cachekit.errors import ConfigurationError
-from cachekit.testing import AsyncBackendConformance, BackendConformance
 from cachekit_redis import AsyncRedisBackend, RedisBackend
 from cachekit_redis.clients import raw_connection
 from cachekit_redis.settings import RedisSettings
@@ -137,29 +137,20 @@ def _unix_url(server: RedisServer, password: str = PASSWORD) -> str:
     return f"unix://:{quote(password, safe='')}@{server.unix_socket}?db=0"
 
 
-class TestUnixSocketBackend(BackendConformance):
+class _UnixSocketUrl:
     secret = PASSWORD
 
     @pytest.fixture(autouse=True)
     def _url(self, password_server):
         self.url = _unix_url(password_server)
 
-    def make_backend(self):
-        return RedisBackend(self.url)
 
-    def close_backend(self, backend):
-        backend.close()
+class TestUnixSocketBackend(_UnixSocketUrl, RedisBackendSuite):
+    pass
 
 
-class TestAsyncUnixSocketBackend(AsyncBackendConformance):
-    secret = PASSWORD
-
-    @pytest.fixture(autouse=True)
-    def _url(self, password_server):
-        self.url = _unix_url(password_server)
-
-    def make_backend(self):
-        return AsyncRedisBackend(self.url)
+class TestAsyncUnixSocketBackend(_UnixSocketUrl, AsyncRedisBackendSuite):
+    pass
 
 
 # --- TLS ----------------------------------------------------------------------------------

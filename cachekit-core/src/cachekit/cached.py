@@ -61,12 +61,11 @@ from cachekit.stats import (
 from cachekit.tenancy import (
     TenantEncryptors,
     current_tenant,
+    required_tenant,
     reset_tenant,
     set_tenant,
-    tenant_for,
     tenant_scope,
 )
-from cachekit.tenancy import missing as missing_tenant
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -1084,11 +1083,10 @@ class CachedState:
                 )
             return nullcontext()
         if given is not None:
-            tenant = tenant_for(lambda: given, self.name, (), {})
+            tenant = required_tenant(lambda: given, self.name, (), {})
         else:
-            tenant = tenant_for(extractor, self.name, self._key_args(args), kwargs)
-        if tenant is None:
-            raise missing_tenant(self.name)
+            tenant = required_tenant(extractor, self.name, self._key_args(args), kwargs)
+        assert tenant is not None
         return tenant_scope(tenant)
 
     def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -1449,10 +1447,7 @@ def _with_tenant(state: CachedState, inner: Callable[..., Any]) -> Callable[...,
     bypass = state.options.missing_tenant == "bypass"
 
     def tenant_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        tenant = tenant_for(extractor, name, args, kwargs)
-        if tenant is None and not bypass:
-            raise missing_tenant(name)
-        return tenant
+        return required_tenant(extractor, name, args, kwargs, bypass=bypass)
 
     if state.is_async:
 

@@ -81,6 +81,21 @@ def tenant_for(
     return tenant
 
 
+def required_tenant(
+    extractor: Callable[..., Any],
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    bypass: bool = False,
+) -> str | None:
+    """:func:`tenant_for`, raising E044 when there is none (None only with ``bypass``)."""
+    tenant = tenant_for(extractor, name, args, kwargs)
+    if tenant is None and not bypass:
+        raise missing(name)
+    return tenant
+
+
 def missing(name: str) -> TenantRequiredError:
     return TenantRequiredError(
         f"{name} is a multi-tenant cache and its tenant_extractor found no tenant for "
