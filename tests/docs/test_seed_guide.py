@@ -1,7 +1,10 @@
 """The user's own troubleshooting guide works against cachekit as written.
 
 The guide lives beside the repository, at ``<repo root>/../shared/seed/
-troubleshooting-guide.md`` (CI clones the repository next to a copy of shared/).
+troubleshooting-guide.md``: CI clones the repository next to a copy of shared/, but a
+user's clone has nothing beside it. Where the guide is absent, the tests that read it
+are skipped with the reason; with ``CACHEKIT_REQUIRE_SEED_GUIDE=1`` (set by .ci/run) a
+missing guide is a failure instead, so CI never loses this check silently.
 Its ```python blocks run in order in one namespace, exactly as written. Blocks
 fenced as ```python notest are checked here too where they can run on their own
 (each in a fresh namespace) or by an explicit equivalent assertion.
@@ -17,6 +20,7 @@ import datetime
 import importlib.util
 import io
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
@@ -41,22 +45,27 @@ GUIDE = ROOT.parent / "shared" / "seed" / "troubleshooting-guide.md"
 ARROW_IMPORT = "from cachekit.serializers import ArrowSerializer"
 
 
+# Read at import: the suite's autouse fixture removes every CACHEKIT_ variable from
+# the environment of each test.
+REQUIRED = os.environ.get("CACHEKIT_REQUIRE_SEED_GUIDE", "") not in ("", "0")
+
+
 @pytest.fixture(scope="module")
 def guide() -> Path:
     if not GUIDE.is_file():
-        pytest.fail(
-            f"the user's troubleshooting guide is missing: expected it at {GUIDE} "
-            "(a copy of shared/ must sit beside the repository checkout).",
-            pytrace=False,
-        )
+        where = f"the user's troubleshooting guide is not at {GUIDE}"
+        if REQUIRED:
+            pytest.fail(
+                f"{where}, and CACHEKIT_REQUIRE_SEED_GUIDE=1 requires it "
+                "(CI puts a copy of shared/ beside the repository checkout).",
+                pytrace=False,
+            )
+        pytest.skip(f"{where} (only CI has a copy of shared/ beside the checkout)")
     return GUIDE
 
 
-def test_the_guide_is_present():
-    assert GUIDE.is_file(), (
-        f"the user's troubleshooting guide is missing: expected it at {GUIDE} "
-        "(a copy of shared/ must sit beside the repository checkout)."
-    )
+def test_the_guide_is_present(guide: Path):
+    assert guide.is_file()
 
 
 def _block(path: Path, *fragments: str, runs: bool | None = None) -> Block:
