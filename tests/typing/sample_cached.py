@@ -32,3 +32,16 @@ assert_type(called.invalidate_cache(2), int)
 
 async def use() -> None:
     assert_type(await fetch("x"), list[int])
+
+
+@cache
+async def fetch_bare(key: str) -> int:
+    return len(key)
+
+
+async def invalidate_async() -> None:
+    # On an async function, invalidate_cache() inside a running loop is awaitable.
+    await fetch.invalidate_cache("x")
+    await fetch_bare.invalidate_cache("x")
+    assert_type(await fetch_bare("x"), int)
+    assert_type(await fetch.ainvalidate_cache("x"), int)

@@ -85,6 +85,8 @@ __all__ = [
 ]
 
 _DEBUG = 10
+# Invalidation tasks started for callers that may never await them (invalidate_in_loop).
+_UNAWAITED: set[Any] = set()
 _logger: logging.Logger | None = None
 
 
@@ -1129,12 +1131,39 @@ class CachedState:
         return removed + int(bool(self._backend_call(plan, "delete", bkey)))
 
     async def ainvalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        return await self._ainvalidate_backend(*self._invalidate_l1(args, kwargs))
+
+    def invalidate_in_loop(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``invalidate_cache()`` of an async function, called inside a running loop.
+
+        The arguments are checked and this process's L1 entry is dropped before it
+        returns, so the next call sees no old value even if nobody awaits the result;
+        the backend's part runs in a task, which the caller awaits for the count.
+        """
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(
+            self._ainvalidate_backend(*self._invalidate_l1(args, kwargs))
+        )
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        _UNAWAITED.add(task)
+        task.add_done_callback(_UNAWAITED.discard)
+        return task
+
+    def _invalidate_l1(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str | None, int]:
+        """(backend key, L1 entries dropped) of one entry; the key is None for every entry."""
         target = self._targets(args, kwargs)
         if target is None:
-            return await self.aclear()
-        plan = self.resolve()
+            return None, self.l1.clear() if self.l1 is not None else 0
         lkey, bkey = target
-        removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
+        return bkey, 1 if self.l1 is not None and self.l1.pop(lkey) else 0
+
+    async def _ainvalidate_backend(self, bkey: str | None, removed: int) -> int:
+        if bkey is None:
+            return removed + await self.aclear()
+        plan = self.resolve()
         return removed + int(bool(await self._abackend_call(plan, "delete", bkey)))
 
     def clear(self, reset_stats: bool = False) -> int:
@@ -1345,6 +1374,10 @@ def check_serializer(choice: Any) -> None:
         )
 
 
+# Other names of the default serializer, as cachekit's documented API spells them.
+_SERIALIZER_ALIASES = {"default": "msgpack", "std": "msgpack"}
+
+
 def _resolve_serializer(choice: Any) -> Any:
     if choice is None:
         from cachekit.serializers import DEFAULT_SERIALIZER
@@ -1353,7 +1386,7 @@ def _resolve_serializer(choice: Any) -> Any:
     if isinstance(choice, str):
         from cachekit.plugins import build, serializer_spec
 
-        spec = serializer_spec(choice)
+        spec = serializer_spec(_SERIALIZER_ALIASES.get(choice, choice))
         return build(spec.factory, f"serializer {choice}")
     check_serializer(choice)
     return choice

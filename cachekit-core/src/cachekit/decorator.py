@@ -21,13 +21,14 @@ from cachekit.tenancy import MISSING_TENANT_CHOICES
 # (cachekit.CachedFunction is importable at runtime through cachekit.__getattr__).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Coroutine, Iterable, Mapping
     from typing import Any, ParamSpec, TypeVar, overload
 
-    from cachekit.types import CachedFunction
+    from cachekit.types import AsyncCachedFunction, CachedFunction, Decorator
 
     P = ParamSpec("P")
     R = TypeVar("R")
+    T = TypeVar("T")
 
 __all__ = ["INTENTS", "CacheDecorator", "cache"]
 
@@ -172,7 +173,10 @@ def _decorate(func: Any, options: Options) -> Any:
     wrapper: Any = make_wrapper(state)
     update_wrapper(wrapper, func)
 
-    def invalidate_cache(*args: Any, **kwargs: Any) -> int:
+    def invalidate_cache(*args: Any, **kwargs: Any) -> Any:
+        if is_async and _loop_is_running():
+            # Awaitable, as cachekit's API documents: `await f.invalidate_cache(x)`.
+            return state.invalidate_in_loop(args, kwargs)
         return state.invalidate(args, kwargs)
 
     async def ainvalidate_cache(*args: Any, **kwargs: Any) -> int:
@@ -195,6 +199,16 @@ def _decorate(func: Any, options: Options) -> Any:
     wrapper.__cachekit__ = state
     wrapper.__cachekit_namespace__ = options.namespace
     return wrapper
+
+
+def _loop_is_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _function_kind(func: Any) -> tuple[bool, bool]:
@@ -221,6 +235,11 @@ class CacheDecorator:
         return "cache" if self._intent == "default" else f"cache.{self._intent}"
 
     if TYPE_CHECKING:
+
+        @overload
+        def __call__(
+            self, func: Callable[P, Coroutine[Any, Any, T]], /
+        ) -> AsyncCachedFunction[P, Coroutine[Any, Any, T]]: ...
 
         @overload
         def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
@@ -253,7 +272,7 @@ class CacheDecorator:
             lock_lease: float = ...,
             tenant_extractor: Callable[..., str | None] | None = ...,
             missing_tenant: str = ...,
-        ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+        ) -> Decorator: ...
 
     def __call__(self, func: Any = None, /, **kwargs: Any) -> Any:
         if func is not None:
@@ -269,9 +288,8 @@ class CacheDecorator:
             return _decorate(func, build_options(self._intent, {}))
         options = build_options(self._intent, kwargs)
 
-        def decorator(f: Callable[P, R]) -> CachedFunction[P, R]:
-            result: CachedFunction[P, R] = _decorate(f, options)
-            return result
+        def decorator(f: Any) -> Any:
+            return _decorate(f, options)
 
         return decorator
 
