@@ -186,7 +186,7 @@ def test_a_broken_plugin_shows_its_error_and_the_others_are_still_listed(
     plugin_dir: Path,
 ) -> None:
     result = run("plugins", env=with_plugins(plugin_dir))
-    assert result.returncode == 0, output(result)
+    assert result.returncode == 1, output(result)  # a plugin failed to load
     text = result.stdout
     assert "broken  (ck-cli-fixture-broken 1.0)  FAILED TO LOAD" in text
     assert "ModuleNotFoundError" in text
@@ -203,9 +203,31 @@ def test_a_broken_plugin_shows_its_error_and_the_others_are_still_listed(
 
 def test_plugins_still_lists_everything_under_strict_plugins(plugin_dir: Path) -> None:
     result = run("plugins", env=with_plugins(plugin_dir, CACHEKIT_STRICT_PLUGINS="1"))
-    assert result.returncode == 0, output(result)
+    assert result.returncode == 1, output(result)
     assert "FAILED TO LOAD" in result.stdout
     assert "CACHEKIT_STRICT_PLUGINS is set" in result.stdout
+    assert "set CACHEKIT_STRICT_PLUGINS=1" not in output(result)  # it is set already
+
+
+def test_plugins_exits_0_when_every_plugin_loads() -> None:
+    for args in (("plugins",), ("plugins", "--json")):
+        result = run(*args)
+        assert result.returncode == 0, output(result)
+
+
+def test_plugins_help_states_the_exit_status() -> None:
+    text = run("plugins", "--help").stdout
+    assert "exit status: 0" in text
+    assert "(E043)" in text
+
+
+def test_plugins_verbose_shows_where_a_plugin_failed(plugin_dir: Path) -> None:
+    result = run("plugins", "-v", env=with_plugins(plugin_dir))
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stdout
+    assert "ModuleNotFoundError: No module named 'ck_cli_fixture_module_that_does_not_exist'" in (
+        result.stdout
+    )
 
 
 # --- keygen --------------------------------------------------------------------------------
@@ -242,6 +264,9 @@ def test_doctor_with_nothing_configured_says_l1_only_and_exits_0() -> None:
     result = run("doctor")
     assert result.returncode == 0, output(result)
     assert "none: L1 only" in result.stdout
+    assert f"Installed backends: memory (memory://) from cachekit-core {__version__}" in (
+        result.stdout
+    )
     assert f"cachekit   {__version__}" in result.stdout
     assert "everything looks fine" in result.stdout
 
@@ -342,6 +367,22 @@ def test_doctor_gives_up_on_a_backend_that_does_not_answer(plugin_dir: Path) -> 
     result = run("doctor", "--timeout", "0.2", env=env)
     assert result.returncode == 1
     assert "no answer from slow://db:1 within 0.2 s" in result.stdout
+
+
+def test_doctor_without_a_backend_lists_every_installed_backend(plugin_dir: Path) -> None:
+    result = run("doctor", "--json", env=with_plugins(plugin_dir))
+    installed = json.loads(result.stdout)["backend"]["installed"]
+    by_name = {b["backend"]: b for b in installed}
+    assert by_name["frozen"] == {
+        "backend": "frozen",
+        "schemes": ["slow"],
+        "distribution": "ck-cli-fixture-good",
+        "version": "2.3",
+    }
+    assert by_name["down"]["schemes"] == ["down"]
+    assert by_name["memory"]["distribution"] == "cachekit-core"
+    text = run("doctor", env=with_plugins(plugin_dir)).stdout
+    assert "frozen (slow://) from ck-cli-fixture-good 2.3" in text
 
 
 def test_doctor_reports_plugin_load_problems(plugin_dir: Path) -> None:

@@ -7,7 +7,9 @@ directory:
 * ``examples/cachekit-example-backend`` -- a well-behaved third-party plugin
   (``example://`` backend, ``json`` serializer / ``JsonSerializer``);
 * ``tests/plugins/cachekit-broken-plugin`` -- its module raises at import;
-* ``tests/plugins/cachekit-conflict-plugin`` -- claims ``example://`` and ``json`` too.
+* ``tests/plugins/cachekit-conflict-plugin`` -- claims ``example://`` and ``json`` too;
+* ``tests/plugins/cachekit-empty-plugin`` -- four entry points that load and provide
+  nothing (aimed at a package, a function, a dict; a hook without ``@hookimpl``).
 
 Every scenario then runs in a subprocess whose PYTHONPATH lists the directories
 it needs, so ``importlib.metadata`` finds exactly those entry points, and the
@@ -36,6 +38,7 @@ DISTRIBUTIONS = {
     "example": REPO / "examples" / "cachekit-example-backend",
     "broken": REPO / "tests" / "plugins" / "cachekit-broken-plugin",
     "conflict": REPO / "tests" / "plugins" / "cachekit-conflict-plugin",
+    "empty": REPO / "tests" / "plugins" / "cachekit-empty-plugin",
 }
 _BUILD_LEFTOVERS = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*")
 
@@ -64,7 +67,7 @@ def _install_all(root: Path) -> dict[str, Path]:
             "--target", str(sites[name]), str(copy),
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        running.append((name, proc))  # the three installs run in parallel
+        running.append((name, proc))  # the installs run in parallel
     for name, proc in running:
         output, _ = proc.communicate(timeout=300)
         if proc.returncode != 0:
@@ -232,24 +235,202 @@ def test_plugin_modules_load_lazily(sites):
     assert "cachekit_example_backend.serializer" not in result["after the first call"]
 
 
-def test_cachekit_plugins_command_shows_the_installed_plugin(sites):
-    done = subprocess.run(
-        [sys.executable, "-m", "cachekit", "plugins", "--json"],
+def run_cli(*args: str, paths: tuple[Path, ...], env: dict[str, str] | None = None) -> Any:
+    """``python -m cachekit ARGS`` with exactly ``paths`` on PYTHONPATH."""
+    return subprocess.run(
+        [sys.executable, "-m", "cachekit", *args],
         env={
             "PATH": os.environ.get("PATH", ""),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": os.pathsep.join(map(str, (sites["example"], sites["broken"]))),
+            "PYTHONPATH": os.pathsep.join(map(str, paths)),
+            **(env or {}),
         },
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+
+
+def test_cachekit_plugins_command_shows_the_installed_plugin(sites):
+    done = run_cli("plugins", "--json", paths=(sites["example"], sites["broken"]))
+    assert done.returncode == 1, done.stderr  # a plugin failed to load
     listed = {p["name"]: p for p in json.loads(done.stdout)}
     assert listed["example"]["distribution"] == "cachekit-example-backend"
     assert listed["example"]["version"] == "0.1.0"
+    assert listed["example"]["status"] == "ok"
     assert "RuntimeError" in listed["broken"]["error"]
+    assert listed["broken"]["status"] == "failed"
+    assert "broken on purpose" in listed["broken"]["traceback"]
+
+
+def test_cachekit_plugins_exits_0_when_every_plugin_loads(sites):
+    done = run_cli("plugins", paths=(sites["example"],))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "example  (cachekit-example-backend 0.1.0)  ok" in done.stdout
+    assert "conflicts" not in done.stdout
+
+
+def test_cachekit_plugins_shows_conflicts_and_exits_1(sites):
+    done = run_cli("plugins", paths=(sites["example"], sites["conflict"]))
+    assert done.returncode == 1
+    text = done.stdout
+    assert "[E043] backend scheme 'example' is claimed by both" in text
+    assert "[E043] serializer 'json' is claimed by both" in text
+    assert (
+        "  conflict  backend scheme 'example' (also claimed by cachekit-example-backend, "
+        "plugin 'example')"
+    ) in text
+    assert "2 name(s) claimed twice (E043)" in text
+    records = json.loads(
+        run_cli("plugins", "--json", paths=(sites["example"], sites["conflict"])).stdout
+    )
+    by_name = {r["name"]: r for r in records}
+    assert by_name["conflict"]["conflicts"] == [
+        "backend scheme 'example' (also claimed by cachekit-example-backend, plugin 'example')",
+        "serializer 'json' (also claimed by cachekit-example-backend, plugin 'example')",
+    ]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_cachekit_plugins_verbose_prints_the_traceback_of_a_broken_plugin(sites, where):
+    args = ("-v", "plugins") if where == "before" else ("plugins", "-v")
+    done = run_cli(*args, paths=(sites["broken"],))
+    assert done.returncode == 1
+    assert "  traceback" in done.stdout
+    assert "Traceback (most recent call last)" in done.stdout
+    assert 'cachekit_broken_plugin/plugin.py", line' in done.stdout
+
+    quiet = run_cli("plugins", paths=(sites["broken"],))
+    assert "Traceback (most recent call last)" not in quiet.stdout
+    assert "Run `cachekit plugins -v` to see the tracebacks." in quiet.stdout
+
+
+# --- a plugin that provides nothing -------------------------------------------------------
+
+
+def test_doctor_without_a_backend_names_the_installed_backend_plugins(sites):
+    done = run_cli("doctor", "--json", paths=(sites["example"],))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    installed = {b["backend"]: b for b in report["backend"]["installed"]}
+    assert installed["example"] == {
+        "backend": "example",
+        "schemes": ["example"],
+        "distribution": "cachekit-example-backend",
+        "version": "0.1.0",
+    }
+    assert installed["memory"]["distribution"] == "cachekit-core"
+    text = run_cli("doctor", paths=(sites["example"],)).stdout
+    assert "example (example://) from cachekit-example-backend 0.1.0" in text
+    assert "memory (memory://) from cachekit-core" in text
+
+
+def test_a_plugin_providing_nothing_is_reported_with_what_to_change(sites):
+    result = run_python(
+        script("""
+            from cachekit import plugins
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                reg = plugins.registry()
+            print(json.dumps({
+                "plugins": {p.name: p.as_dict() for p in reg.plugins},
+                "errors": sorted(p.name for p in reg.errors()),
+                "warnings": [str(w.message) for w in caught],
+                "memory": plugins.backend_spec("memory").name,
+            }))
+        """),
+        sites["empty"],
+    )
+    names = ["aimed-at-function", "aimed-at-object", "aimed-at-package", "unmarked"]
+    assert result["errors"] == names
+    by_name = result["plugins"]
+    for name in names:
+        assert by_name[name]["status"] == "empty"
+        assert by_name[name]["distribution"] == "cachekit-empty-plugin"
+        assert by_name[name]["provides"] == []
+        assert by_name[name]["error"].startswith("provides nothing: ")
+    assert (
+        "names the function cachekit_backends, not a module"
+        in (by_name["aimed-at-function"]["error"])
+    )
+    assert "'cachekit_empty_plugin.plugin'" in by_name["aimed-at-function"]["error"]
+    assert "names a dict object, not a module" in by_name["aimed-at-object"]["error"]
+    assert (
+        "module cachekit_empty_plugin has no @hookimpl function"
+        in (by_name["aimed-at-package"]["error"])
+    )
+    assert "defines cachekit_backends() without cachekit's marker" in (by_name["unmarked"]["error"])
+    assert len(result["warnings"]) == 4
+    assert all(w.startswith("[E042] cachekit plugin '") for w in result["warnings"])
+    assert all("provides nothing and is ignored" in w for w in result["warnings"])
+    assert result["memory"] == "memory"
+
+
+def test_strict_plugins_makes_a_plugin_providing_nothing_an_error(sites):
+    result = run_python(
+        script("""
+            from cachekit import plugins
+            print(json.dumps(attempt(lambda: len(plugins.registry().plugins))))
+        """),
+        sites["empty"],
+        env={"CACHEKIT_STRICT_PLUGINS": "1"},
+    )
+    error = result["error"]
+    assert error["code"] == "E042"
+    assert "provides nothing" in error["message"]
+
+
+def test_cachekit_plugins_flags_a_plugin_providing_nothing_and_exits_1(sites):
+    done = run_cli("plugins", paths=(sites["empty"],))
+    assert done.returncode == 1
+    text = done.stdout
+    assert "aimed-at-function  (cachekit-empty-plugin 0.0.3)  PROVIDES NOTHING" in text
+    assert "names the function cachekit_backends, not a module" in text
+    assert "4 provide nothing" in text
+
+
+def test_a_missing_scheme_names_the_plugins_that_could_not_be_used(sites):
+    result = _ask_for(["lite://db"], paths=(sites["empty"], sites["broken"]))
+    error = result["lite://db"]["error"]
+    assert error["code"] == "E041"
+    message = error["message"]
+    assert "no plugin provides backend scheme 'lite'" in message
+    assert "5 installed plugin(s) could not be used" in message
+    assert "'aimed-at-function' from cachekit-empty-plugin 0.0.3 (provides nothing)" in message
+    assert "'broken' from cachekit-broken-plugin 0.0.1 (RuntimeError:" in message
+    assert "cachekit plugins -v" in message
+
+
+def test_a_missing_scheme_says_autoload_is_disabled():
+    result = _ask_for(["lite://db"], env={"CACHEKIT_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    message = result["lite://db"]["error"]["message"]
+    assert "no plugin provides backend scheme 'lite'" in message
+    assert "CACHEKIT_DISABLE_PLUGIN_AUTOLOAD is set" in message
+    assert "unset it" in message
+
+
+def test_pluggy_accepts_a_misspelled_hook_until_check_pending():
+    """What docs/plugins.md says about checking a hook module by hand."""
+    import types
+
+    import pluggy
+
+    from cachekit import hookspecs
+
+    module = types.ModuleType("typo_plugin")
+
+    @hookspecs.hookimpl
+    def cachekit_backend():  # missing the final "s"
+        return []
+
+    module.cachekit_backend = cachekit_backend  # type: ignore[attr-defined]
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(module)  # accepted: pluggy only checks hooks it has a spec for
+    with pytest.raises(pluggy.PluginValidationError, match="unknown hook 'cachekit_backend'"):
+        pm.check_pending()
 
 
 def test_example_plugin_passes_its_own_conformance_tests(sites, tmp_path):
@@ -323,6 +504,9 @@ def test_strict_plugins_turns_a_broken_plugin_into_an_error(sites):
         assert error["code"] == "E042"
         assert error["is_import_error"]
         assert "cachekit-broken-plugin" in error["message"]
+        # It is set: the error must not advise setting it.
+        assert "set CACHEKIT_STRICT_PLUGINS" not in error["message"]
+        assert "CACHEKIT_STRICT_PLUGINS is set" in error["message"]
 
 
 def test_disable_autoload_loads_only_the_builtin_plugin(sites):
@@ -409,8 +593,10 @@ _ASK_FOR = """
 """
 
 
-def _ask_for(urls: list[str], env: dict[str, str] | None = None) -> dict:
-    return run_python(script(f"URLS = {urls!r}\n" + textwrap.dedent(_ASK_FOR)), env=env)
+def _ask_for(
+    urls: list[str], env: dict[str, str] | None = None, paths: tuple[Path, ...] = ()
+) -> dict:
+    return run_python(script(f"URLS = {urls!r}\n" + textwrap.dedent(_ASK_FOR)), *paths, env=env)
 
 
 def test_redis_urls_name_cachekit_redis_when_it_is_missing():

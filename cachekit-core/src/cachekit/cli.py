@@ -143,59 +143,72 @@ class _Scrubber:
 # --- cachekit plugins --------------------------------------------------------------------
 
 
-def _plugin_descriptions(reg: Registry, info: PluginInfo) -> dict[str, str]:
-    """``"backend memory (memory://)"`` -> the spec's description, for this plugin's records."""
-    found: dict[str, str] = {}
-    for kind, table in (
-        ("backend", reg.backends),
-        ("serializer", reg.serializers),
-        ("encryptor", reg.encryptors),
-    ):
-        for entry in table.values():
-            if entry.plugin is info and entry.spec.description:
-                found[f"{kind} {entry.spec.name}"] = entry.spec.description
-    return found
+_STATUS_LABELS = {"ok": "ok", "failed": "FAILED TO LOAD", "empty": "PROVIDES NOTHING"}
+
+
+def _plugin_lines(info: PluginInfo, verbose: bool) -> list[str]:
+    """The ``cachekit plugins`` entry of one plugin."""
+    out = [
+        f"{info.name}  ({info.distribution} {info.version})  "
+        f"{_STATUS_LABELS.get(info.status, info.status)}",
+        f"  module    {info.module}",
+    ]
+    if info.error:
+        out.append(f"  error     {_one_line(info.error)}")
+        if verbose and info.traceback:
+            out += ["  traceback", *("    " + line for line in info.traceback.splitlines())]
+        return out
+    out.append(f"  hooks     {', '.join(info.hooks) or '(none)'}")
+    label = "provides"
+    for item in info.provides or ["(nothing: its hooks returned no records)"]:
+        note = info.descriptions.get(item, "")
+        out.append(f"  {label:<9} {item}" + (f"  - {note}" if note else ""))
+        label = ""
+    label = "conflict"
+    for item in info.conflicts:
+        out.append(f"  {label:<9} {item}")
+        label = ""
+    return out
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
+    """List the plugins; exit 1 when one is left out (E042) or two claim a name (E043)."""
     reg, strict_error = _load_registry()
+    broken = reg.errors()
+    conflicts = reg.conflicts()
+    status = 1 if broken or conflicts else 0
     if args.json:
         print(json.dumps([p.as_dict() for p in reg.plugins], indent=2))
-        return 0
+        return status
     out: list[str] = []
-    loaded = [p for p in reg.plugins if not p.error]
-    broken = reg.errors()
     for info in reg.plugins:
-        status = "FAILED TO LOAD" if info.error else "ok"
-        out.append(f"{info.name}  ({info.distribution} {info.version})  {status}")
-        out.append(f"  module    {info.module}")
-        if info.error:
-            out.append(f"  error     {_one_line(info.error)}")
-            out.append("")
-            continue
-        out.append(f"  hooks     {', '.join(info.hooks) or '(none)'}")
-        descriptions = _plugin_descriptions(reg, info)
-        label = "provides"
-        for item in info.provides or ["(nothing)"]:
-            note = next(
-                (d for k, d in descriptions.items() if item == k or item.startswith(f"{k} ")), ""
-            )
-            out.append(f"  {label:<9} {item}" + (f"  - {note}" if note else ""))
-            label = ""
-        out.append("")
+        out += [*_plugin_lines(info, args.verbose > 0), ""]
+    if conflicts:
+        out += ["conflicts", *(f"  [E043] {c}" for c in conflicts), ""]
+    loaded = [p for p in reg.plugins if not p.error]
     summary = f"{len(loaded)} plugin(s) loaded"
+    failed = [p for p in broken if p.status != "empty"]
+    empty = [p for p in broken if p.status == "empty"]
+    if failed:
+        summary += f", {len(failed)} failed to load"
+    if empty:
+        summary += f", {len(empty)} provide nothing"
     if broken:
-        summary += f", {len(broken)} failed to load (they are ignored; the others work)"
+        summary += " (left out; the others work)"
+    if conflicts:
+        summary += f", {len(conflicts)} name(s) claimed twice (E043)"
     if not reg.autoload:
         summary += "; CACHEKIT_DISABLE_PLUGIN_AUTOLOAD is set: built-ins only"
     out.append(summary)
+    if broken and not args.verbose and any(p.traceback for p in broken):
+        out.append("Run `cachekit plugins -v` to see the tracebacks.")
     if strict_error is not None:
         out.append(
             "note: CACHEKIT_STRICT_PLUGINS is set, so applications using cachekit will fail "
             f"with: {_one_line(str(strict_error))}"
         )
     print("\n".join(out))
-    return 0
+    return status
 
 
 # --- cachekit doctor ---------------------------------------------------------------------
@@ -414,32 +427,24 @@ def _plugins_section(report: _Report, reg: Registry, strict_error: CachekitError
         detail += "; CACHEKIT_DISABLE_PLUGIN_AUTOLOAD is set: built-ins only"
     report.add("plugins", OK if not broken else WARN, detail)
     for info in broken:
+        what = "provides nothing" if info.status == "empty" else "failed to load"
         report.add(
             f"plugin {info.name}",
             FAIL if strict_error is not None else WARN,
-            f"[E042] {info.name} from {info.distribution} {info.version} failed to load: "
-            f"{info.error}; "
+            f"[E042] {info.name} from {info.distribution} {info.version} {what}: "
+            f"{_one_line(info.error or '').removeprefix('provides nothing: ')}; "
             + (
                 "CACHEKIT_STRICT_PLUGINS is set, so cachekit raises this error"
                 if strict_error is not None
-                else "it is ignored and the other plugins work"
+                else "it is left out and the other plugins work"
             ),
             "E042",
         )
-    if strict_error is not None and not broken:
+    conflicts = reg.conflicts()
+    if strict_error is not None and not broken and not conflicts:
         report.fail("plugins", strict_error)
-    for table, what in ((reg.backends, "backend scheme"), (reg.serializers, "serializer")):
-        for key, entry in sorted(table.items()):
-            if entry.rivals:
-                names = " and ".join(
-                    f"{p.distribution} (plugin {p.name!r})" for p in [entry.plugin, *entry.rivals]
-                )
-                report.add(
-                    "plugin conflict",
-                    FAIL,
-                    f"[E043] {what} {key!r} is claimed by both {names}; uninstall one of them.",
-                    "E043",
-                )
+    for message in conflicts:
+        report.add("plugin conflict", FAIL, f"[E043] {message}", "E043")
     if not os.environ.get("CACHEKIT_MASTER_KEY", ""):
         return
     if "aes-gcm" not in reg.encryptors:
@@ -511,6 +516,49 @@ def _ping(factory: Callable[..., Any], url: str, timeout: float) -> dict[str, An
     return result
 
 
+def _installed_backends(reg: Registry) -> list[dict[str, Any]]:
+    """Every backend the loaded plugins offer: name, URL schemes, distribution, version."""
+    found: dict[int, dict[str, Any]] = {}
+    for scheme, entry in sorted(reg.backends.items()):
+        item = found.setdefault(
+            id(entry.spec),
+            {
+                "backend": entry.spec.name,
+                "schemes": [],
+                "distribution": entry.plugin.distribution,
+                "version": entry.plugin.version,
+            },
+        )
+        item["schemes"].append(scheme)
+    return sorted(
+        found.values(), key=lambda b: (b["distribution"] != "cachekit-core", b["backend"])
+    )
+
+
+def _backend_choices(installed: list[dict[str, Any]], autoload: bool) -> str:
+    """What could serve as L2 here, and how to pick it (doctor, nothing configured)."""
+    listed = "; ".join(
+        f"{b['backend']} ({', '.join(s + '://' for s in b['schemes'])}) from "
+        f"{b['distribution']} {b['version']}"
+        for b in installed
+    )
+    parts = [f"Installed backends: {listed or 'none'}."]
+    if not autoload:
+        parts.append("(CACHEKIT_DISABLE_PLUGIN_AUTOLOAD is set: installed plugins are not loaded.)")
+    shared = [b for b in installed if b["distribution"] != "cachekit-core"]
+    if shared:
+        scheme = shared[0]["schemes"][0]
+        parts.append(f"Pick one with CACHEKIT_BACKEND={scheme}://... (memory:// is per process).")
+    else:
+        parts.append("memory:// is per process: it shares nothing between processes.")
+    if not any(b["distribution"] == "cachekit-redis" for b in installed):
+        parts.append(
+            "For Redis as a shared L2: pip install cachekit-redis and export "
+            "CACHEKIT_REDIS_URL=redis://host:6379/0."
+        )
+    return " ".join(parts)
+
+
 def _backend_section(
     report: _Report, reg: Registry, environ: dict[str, str], timeout: float, scrub: _Scrubber
 ) -> None:
@@ -521,12 +569,17 @@ def _backend_section(
 
     url, variable = backend_from_env(environ)
     if url is None or variable is None:
-        report.backend = {"url": None, "variable": None, "mode": "L1 only"}
+        installed = _installed_backends(reg)
+        report.backend = {
+            "url": None,
+            "variable": None,
+            "mode": "L1 only",
+            "installed": installed,
+        }
         report.add(
             "backend",
             OK,
-            "none: L1 only (in-process). For a shared L2: pip install cachekit-redis and "
-            "export CACHEKIT_REDIS_URL=redis://host:6379/0",
+            "none: L1 only (in-process). " + _backend_choices(installed, reg.autoload),
         )
         return
     shown = redact_url(url)
@@ -925,11 +978,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "List every cachekit plugin: the core's built-in one and each entry point of the\n"
             "'cachekit' group, with its distribution and version, the hooks it implements,\n"
-            "the backends (URL schemes), serializers and encryptors it provides, and the\n"
-            "error of any plugin that failed to load (the others keep working)."
+            "the backends (URL schemes), serializers and encryptors it provides, the error\n"
+            "of any plugin that failed to load or provides nothing (the others keep working;\n"
+            "-v adds the traceback), and every name two plugins claim (E043).\n"
+            "\n"
+            "exit status: 0 every plugin loaded and no name is claimed twice; 1 a plugin\n"
+            "failed to load or provides nothing (E042), or two plugins claim one name (E043);\n"
+            "2 wrong usage."
         ),
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,  # keeps a `cachekit -v plugins` given before the command
+        help="also print the traceback of each plugin that failed to load",
+    )
     p.set_defaults(handler=_cmd_plugins)
 
     p = sub.add_parser(
