@@ -5,6 +5,7 @@
 #   make test    the whole test suite
 #   make bench   benchmarks against baselines measured in the same run
 #   make lint    ruff (lint + format check) and mypy --strict on src/
+#   make dist    sdists and wheels of the four packages in dist/, metadata checked
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.bootstrapped
 PACKAGES := $(sort $(dir $(wildcard cachekit-*/pyproject.toml)))
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench lint format bootstrap clean
+.PHONY: demo test bench lint format bootstrap clean dist
 
 $(STAMP): pyproject.toml $(wildcard cachekit-*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+dist: $(STAMP)
+	$(BIN)/python scripts/build_dist.py dist
 
 format: $(STAMP)
 	$(BIN)/ruff format .
