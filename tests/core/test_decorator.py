@@ -651,3 +651,20 @@ def test_debug_logging_names_misses_with_the_hashed_key_only(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "cachekit"]
     assert any(line.startswith("miss ") and "lookup" in line for line in lines)
     assert not any("s3cr3t-value" in line for line in lines)
+
+
+@pytest.mark.parametrize("call", ["positional", "keyword"])
+def test_debug_logging_names_l2_hits_without_l1(caplog, call):
+    # The L1-less fast path of a sync function used to skip the "L2 hit" line for
+    # positional calls, while keyword calls and async functions logged it.
+    caplog.set_level(logging.DEBUG, logger="cachekit")
+
+    @cache(backend="memory://debug-l2-" + call, l1=False)
+    def lookup(x):
+        return x
+
+    for _ in range(2):
+        lookup(1) if call == "positional" else lookup(x=1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachekit"]
+    assert [line.split()[0] for line in lines if "lookup" in line] == ["miss", "L2"], lines
+    assert lookup.cache_info().l2_hits == 1

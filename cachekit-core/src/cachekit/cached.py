@@ -1695,6 +1695,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             value, payload, _ = l2_get(plan, bkey)
             if value is not MISSING:
                 counts[L2_HITS] += 1
+                state.debug("L2 hit", bkey, args, kwargs)
                 return value
             return miss(
                 args, kwargs, lkey, bkey, _UNREACHABLE if payload is _UNREACHABLE else False
