@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cachekit
 from cachekit import serializers
 from cachekit.errors import ConfigurationError, DeserializationError, SerializationError
 from cachekit.serializers import (
@@ -266,3 +267,19 @@ def test_unknown_serializer_attribute_is_an_error():
         serializers.NoSuchSerializerAnywhere  # noqa: B018
     with pytest.raises(AttributeError):
         serializers.__no_such_dunder__  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["сериализатор", "x" * 33, "x" * 300, "tab\tname"])
+def test_a_serializer_name_that_cannot_go_into_an_envelope_is_refused_when_decorating(name):
+    # Before: accepted, then a raw UnicodeEncodeError or ValueError from the envelope
+    # at the first store in a backend.
+    class Named:
+        def serialize(self, obj):
+            return b"x"
+
+        def deserialize(self, data):
+            return None
+
+    Named.name = name
+    with pytest.raises(ConfigurationError, match="1-32 printable ASCII characters"):
+        cachekit.cache(serializer=Named(), backend="memory://bad-serializer-name")

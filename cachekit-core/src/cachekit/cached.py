@@ -1372,6 +1372,12 @@ def check_serializer(choice: Any) -> None:
             f"serializer={choice!r} is not a serializer: it needs a 'name' string and "
             "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
         )
+    # The name is written into every stored envelope (cachekit.protocols.Serializer).
+    if len(name) > 32 or not name.isascii() or not name.isprintable():
+        raise ConfigurationError(
+            f"serializer name {name!r} of {type(choice).__name__} must be 1-32 printable "
+            "ASCII characters: it is written into every stored entry."
+        )
 
 
 # Other names of the default serializer, as cachekit's documented API spells them.
@@ -1387,7 +1393,7 @@ def _resolve_serializer(choice: Any) -> Any:
         from cachekit.plugins import build, serializer_spec
 
         spec = serializer_spec(_SERIALIZER_ALIASES.get(choice, choice))
-        return build(spec.factory, f"serializer {choice}")
+        choice = build(spec.factory, f"serializer {choice}")
     check_serializer(choice)
     return choice
 
