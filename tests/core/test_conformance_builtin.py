@@ -13,6 +13,7 @@ import decimal
 import hashlib
 import hmac
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -414,3 +415,396 @@ def test_backend_suite_accepts_an_endpoint_with_a_masked_password(endpoint):
             self.endpoint = endpoint
 
     _backend_suite(Masked).test_endpoint_is_a_string_without_credentials()
+
+
+# --- failures name their cause -----------------------------------------------------------
+
+
+class _ProtocolOnly:
+    """The ten Backend methods over a MemoryBackend, and nothing else: no capability method."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.inner = MemoryBackend()
+        self.endpoint = self.inner.endpoint
+
+    def get(self, key):
+        return self.inner.get(key)
+
+    def set(self, key, value, ttl=None):
+        self.inner.set(key, value, ttl)
+
+    def delete(self, key):
+        return self.inner.delete(key)
+
+    def get_many(self, keys):
+        return self.inner.get_many(keys)
+
+    def set_many(self, items, ttl=None):
+        self.inner.set_many(items, ttl)
+
+    def delete_many(self, keys):
+        return self.inner.delete_many(keys)
+
+    def clear(self, prefix):
+        return self.inner.clear(prefix)
+
+    def ping(self):
+        return True
+
+    def health(self):
+        return {"ok": True}
+
+    def close(self):
+        pass
+
+
+class _AsyncProtocolOnly:
+    """The async twin of _ProtocolOnly."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.sync = _ProtocolOnly()
+        self.endpoint = self.sync.endpoint
+
+    async def get(self, key):
+        return self.sync.get(key)
+
+    async def set(self, key, value, ttl=None):
+        self.sync.set(key, value, ttl)
+
+    async def delete(self, key):
+        return self.sync.delete(key)
+
+    async def get_many(self, keys):
+        return self.sync.get_many(keys)
+
+    async def set_many(self, items, ttl=None):
+        self.sync.set_many(items, ttl)
+
+    async def delete_many(self, keys):
+        return self.sync.delete_many(keys)
+
+    async def clear(self, prefix):
+        return self.sync.clear(prefix)
+
+    async def ping(self):
+        return True
+
+    async def health(self):
+        return {"ok": True}
+
+    async def close(self):
+        pass
+
+
+def _async_suite(make: Any, **settings: Any) -> AsyncBackendConformance:
+    suite_cls = type(
+        "Suite", (AsyncBackendConformance,), {"make_backend": lambda self: make(), **settings}
+    )
+    return suite_cls()
+
+
+def _declaring(base: type, *caps: str, **attributes: Any) -> type:
+    return type("Declaring", (base,), {"capabilities": frozenset(caps), **attributes})
+
+
+@pytest.mark.parametrize(
+    ("caps", "attributes", "test_name", "message"),
+    [
+        (("locking",), {}, "test_declared_capabilities_have_their_methods",
+         "declares the 'locking' capability but has no acquire_lock"),
+        (("locking",), {}, "test_a_lock_is_exclusive_and_released_only_by_its_token",
+         "declares the 'locking' capability but has no acquire_lock"),
+        (("locking",), {"acquire_lock": None, "release_lock": None},
+         "test_a_lock_is_free_again_after_its_lease",
+         "declares the 'locking' capability but has no acquire_lock"),
+        (("ttl",), {"ttl": 300}, "test_ttl_inspection_when_declared",
+         "its ttl is 300, not a method ttl"),
+        (("invalidation",), {}, "test_generations_and_change_notifications",
+         "declares the 'invalidation' capability but has no coherence"),
+        (("ttl", "invalidation"), {}, "test_declared_capabilities_have_their_methods",
+         "has no coherence"),
+    ],
+)  # fmt: skip
+def test_a_capability_declared_without_its_method_is_named(caps, attributes, test_name, message):
+    suite = _backend_suite(_declaring(_ProtocolOnly, *caps, **attributes))
+    with pytest.raises(AssertionError, match=message):
+        getattr(suite, test_name)()
+
+
+def test_async_capability_methods_must_be_coroutines():
+    class SyncLockMethods(_AsyncProtocolOnly):
+        capabilities = frozenset({"locking"})
+
+        def acquire_lock(self, key, token, lease):
+            return True
+
+        def release_lock(self, key, token):
+            return True
+
+    suite = _async_suite(SyncLockMethods)
+    for test_name in (
+        "test_declared_capabilities_have_their_methods",
+        "test_a_lock_is_exclusive_and_released_only_by_its_token",
+    ):
+        with pytest.raises(AssertionError, match=r"acquire_lock\(\) of an async backend must be"):
+            getattr(suite, test_name)()
+
+
+def test_async_capability_declared_without_its_method_is_named():
+    suite = _async_suite(_declaring(_AsyncProtocolOnly, "ttl"))
+    with pytest.raises(AssertionError, match="declares the 'ttl' capability but has no ttl"):
+        suite.test_ttl_inspection_when_declared()
+
+
+def test_an_expired_entry_read_as_none_is_named_as_such():
+    suite = _backend_suite(_NoneForMissBackend, expiry_deadline=5.0)
+    for test_name in (
+        "test_value_expires_after_its_ttl",
+        "test_set_many_applies_the_ttl_to_every_item",
+        "test_delete_of_an_expired_key_returns_false",
+    ):
+        with pytest.raises(AssertionError, match="returned None for the entry once it expired"):
+            getattr(suite, test_name)()
+
+
+def test_async_expired_entry_read_as_none_is_named_as_such():
+    suite = _async_suite(lambda: AsyncMemoryBackend(_NoneForMissBackend()), expiry_deadline=5.0)
+    with pytest.raises(AssertionError, match=r"must be cachekit\.protocols\.MISSING, never None"):
+        suite.test_value_expires_after_its_ttl()
+
+
+def test_an_entry_that_never_expires_says_ttl_is_in_seconds():
+    suite = _backend_suite(_ImmortalBackend, expiry_deadline=0.3)
+    with pytest.raises(AssertionError, match=r"set_many\(ttl=0.1\).*ttl is in seconds"):
+        suite.test_set_many_applies_the_ttl_to_every_item()
+
+
+def test_a_missing_protocol_method_is_named():
+    class NoGetMany(_ProtocolOnly):
+        get_many = None
+
+    with pytest.raises(AssertionError, match=r"has no get_many\(\)"):
+        _backend_suite(NoGetMany).test_satisfies_the_backend_protocol()
+
+    class AsyncNoHealth(_AsyncProtocolOnly):
+        health = None
+
+    with pytest.raises(AssertionError, match=r"has no health\(\)"):
+        _async_suite(AsyncNoHealth).test_satisfies_the_async_backend_protocol()
+
+
+def test_make_backend_returning_none_is_named():
+    suite = _backend_suite(lambda: None)
+    with pytest.raises(AssertionError, match=r"make_backend\(\) returned None"):
+        suite.test_ping_returns_true()
+    with pytest.raises(AssertionError, match=r"make_backend\(\) returned None"):
+        _async_suite(lambda: None).test_ping_returns_true()
+
+
+def test_a_non_bool_reply_is_shown():
+    class CountingDelete(_ProtocolOnly):
+        def delete(self, key):
+            return int(self.inner.delete(key))
+
+    with pytest.raises(AssertionError, match=r"returned 1; it must return True or False"):
+        _backend_suite(CountingDelete).test_delete_reports_whether_the_key_existed()
+
+
+def test_ttl_in_milliseconds_is_suspected():
+    class MillisecondTtl(MemoryBackend):
+        def ttl(self, key):
+            left = super().ttl(key)
+            return left * 1000 if isinstance(left, float) else left
+
+    with pytest.raises(AssertionError, match=r"milliseconds\? ttl\(\) returns seconds"):
+        _backend_suite(MillisecondTtl).test_ttl_inspection_when_declared()
+
+
+def test_ttl_of_an_absent_key_as_none_is_named():
+    class NoneTtl(MemoryBackend):
+        def ttl(self, key):
+            left = super().ttl(key)
+            return None if left is MISSING else left
+
+    with pytest.raises(AssertionError, match="absent key returned None, which means"):
+        _backend_suite(NoneTtl).test_ttl_inspection_when_declared()
+
+
+def test_a_second_close_that_raises_is_named():
+    class CloseOnce(_ProtocolOnly):
+        closed = False
+
+        def close(self):
+            if self.closed:
+                raise RuntimeError("already closed")
+            self.closed = True
+
+    with pytest.raises(AssertionError, match=r"a second close\(\) raised RuntimeError"):
+        _backend_suite(CloseOnce).test_close_can_be_called_twice()
+
+
+# The coherence rules, each broken on its own.
+
+
+class _OwnCoherence(MemoryBackend):
+    """A MemoryBackend whose coherence() is built by ``make_coherence``."""
+
+    def __init__(self, make_coherence: Any) -> None:
+        super().__init__()
+        self._coherence = make_coherence(super().coherence())
+
+    def coherence(self):
+        return self._coherence
+
+
+class _Silent:
+    """A coherence that hears nothing: listen() records the callback and never calls it."""
+
+    healthy = True
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def generations(self, keys):
+        return self.real.generations(keys)
+
+    def bump(self, key):
+        return self.real.bump(key)
+
+    def listen(self, callback):
+        pass
+
+
+class _RaisingListen(_Silent):
+    def listen(self, callback):
+        raise ConnectionError("cannot subscribe")
+
+
+class _TextGenerations(_Silent):
+    def generations(self, keys):
+        return [str(v) for v in self.real.generations(keys)]
+
+
+class _OneStringCallback(_Silent):
+    def listen(self, callback):
+        self.real.listen(lambda keys: callback(keys[0]) if keys else callback(keys))
+
+
+@pytest.mark.parametrize(
+    ("make_coherence", "message"),
+    [
+        (lambda real: None, r"coherence\(\) returned None although"),
+        (lambda real: object(), "lacks generations, bump, listen, healthy"),
+        (_Silent, "this one included"),
+        (_RaisingListen, r"listen\(\) raised ConnectionError: cannot subscribe. It must not raise"),
+        (_TextGenerations, r"returned '\d+' \(str\) for a counter, not an int"),
+        (_OneStringCallback, "called callback the wrong way: callback got one str"),
+    ],
+)
+def test_a_broken_coherence_rule_is_named(make_coherence, message):
+    suite = _backend_suite(lambda: _OwnCoherence(make_coherence), expiry_deadline=0.3)
+    with pytest.raises(AssertionError, match=message):
+        suite.test_generations_and_change_notifications()
+
+
+def test_a_new_coherence_object_per_call_is_named():
+    class FreshEachTime(MemoryBackend):
+        def coherence(self):
+            return _Silent(super().coherence())
+
+    suite = _backend_suite(FreshEachTime)
+    with pytest.raises(AssertionError, match="returned a new object on its second call"):
+        suite.test_generations_and_change_notifications()
+
+
+def test_async_suite_checks_change_notifications_of_a_delete():
+    class ForgetsDeletes(AsyncMemoryBackend):
+        async def delete(self, key):
+            store = self.sync._store
+            with store.lock:
+                return store.items.pop(key, None) is not None  # no notice
+
+    suite = _async_suite(ForgetsDeletes, expiry_deadline=0.5)
+    with pytest.raises(AssertionError, match="no change notification for a delete"):
+        suite.test_generations_and_change_notifications()
+
+
+def test_a_sample_value_the_serializer_refuses_is_named():
+    suite = _serializer_suite(MessagePackSerializer(), sample_values=lambda self: [{1, 2}])
+    with pytest.raises(AssertionError, match=r"sample_values\(\) lists values"):
+        suite.test_sample_values_round_trip()
+
+
+def test_a_serializer_without_a_name_is_named():
+    class Nameless:
+        def serialize(self, obj):
+            return b""
+
+        def deserialize(self, data):
+            return None
+
+    suite = _serializer_suite(Nameless())
+    with pytest.raises(AssertionError, match="has no name attribute"):
+        suite.test_satisfies_the_serializer_protocol()
+    with pytest.raises(AssertionError, match="name must be a str, got NoneType"):
+        suite.test_name_is_a_short_ascii_id()
+
+
+def test_an_encryptor_whose_decrypt_takes_no_key_id_is_named():
+    class NoKeyId(ToyAead):
+        def decrypt(self, blob, aad):  # type: ignore[override]
+            return super().decrypt(blob, aad, key_id=self.key_id)
+
+    suite_cls = type(
+        "Suite", (EncryptorConformance,), {"make_encryptor": lambda self: NoKeyId(b"k" * 32)}
+    )
+    with pytest.raises(AssertionError, match=r"decrypt\(blob, aad, \*, key_id\)"):
+        suite_cls().test_satisfies_the_encryptor_protocol()
+    with pytest.raises(AssertionError, match=r"decrypt\(\) does not take key_id"):
+        suite_cls().test_plaintexts_round_trip()
+
+
+# --- the suites' settings are documented ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "suite", [BackendConformance, AsyncBackendConformance, SerializerConformance,
+              EncryptorConformance],
+    ids=lambda cls: cls.__name__,
+)  # fmt: skip
+def test_every_setting_of_a_suite_is_documented(suite):
+    """Each public attribute a plugin's test class may set or override (anything but the
+    test_* rules) has a docstring or comment in testing.py and is named in docs/plugins.md."""
+    from pathlib import Path
+
+    import cachekit.testing
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    source = Path(cachekit.testing.__file__).read_text()
+    settings = [n for n in dir(suite) if not n.startswith(("_", "test_"))]
+    assert settings
+    for name in settings:
+        assert f"`{name}" in docs, f"{suite.__name__}.{name} is not named in docs/plugins.md"
+        value = getattr(suite, name)
+        if callable(value):
+            assert value.__doc__, f"{suite.__name__}.{name}() has no docstring"
+        else:
+            assert re.search(rf"#: .*\n(\s*#: .*\n)*\s*{name}: ClassVar", source), (
+                f"{suite.__name__}.{name} has no #: comment in cachekit/testing.py"
+            )
+
+
+def test_clear_that_reads_the_prefix_as_a_pattern_is_caught():
+    import fnmatch
+
+    class GlobClear(MemoryBackend):
+        def clear(self, prefix=""):
+            doomed = [k for k in self._store.items if fnmatch.fnmatchcase(k, prefix + "*")]
+            return self.delete_many(doomed)
+
+    with pytest.raises(AssertionError, match="only match the prefix as a pattern"):
+        _backend_suite(GlobClear).test_clear_takes_the_prefix_literally()
