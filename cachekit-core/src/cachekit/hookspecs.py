@@ -50,6 +50,10 @@ class BackendSpec:
     ``factory(url, **options)`` returns a :class:`~cachekit.protocols.Backend`;
     ``async_factory(url, **options)``, when given, returns its
     :class:`~cachekit.protocols.AsyncBackend` twin for ``async def`` functions.
+
+    The decorator calls a factory with the URL alone, at the first call of the first
+    function using that URL, and keeps one object per URL (and flavour) for the
+    life of the process. What the object must do: docs/backend-contract.md.
     """
 
     name: str
