@@ -178,7 +178,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     conflicts = reg.conflicts()
     status = 1 if broken or conflicts else 0
     if args.json:
-        print(json.dumps([p.as_dict() for p in reg.plugins], indent=2))
+        records = [{**p.as_dict(), "traceback": p.traceback} for p in reg.plugins]
+        print(json.dumps(records, indent=2))
         return status
     out: list[str] = []
     for info in reg.plugins:

@@ -120,6 +120,8 @@ class PluginInfo:
     descriptions: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready fields, without ``traceback`` (``cachekit.health()`` reports
+        this, and a health endpoint has no use for file paths and source lines)."""
         return {
             "name": self.name,
             "module": self.module,
@@ -130,7 +132,6 @@ class PluginInfo:
             "provides": list(self.provides),
             "conflicts": list(self.conflicts),
             "error": self.error,
-            "traceback": self.traceback,
         }
 
 
