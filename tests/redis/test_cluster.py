@@ -350,7 +350,8 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         if cluster.node_for_key(counted.cache_key(a)) != victim
     ][:4]
 
-    runner = asyncio.Runner()  # one loop: its cluster client lives through the outage
+    # One loop (asyncio.Runner is 3.11+): its cluster client lives through the outage.
+    runner = asyncio.new_event_loop()
     aargs = list(interleaved)  # other keys than steady's (another qualname)
     adead = [a for a in aargs if cluster.node_for_key(asteady.cache_key(a)) == victim]
 
@@ -365,7 +366,7 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         for fn in (steady, burst, counted):
             for arg in interleaved + counted_live:
                 fn(arg)
-        runner.run(agather())
+        runner.run_until_complete(agather())
         assert _round(steady, interleaved, dead)["live_hits"] == len(live)
         coherence = steady.__cachekit__.coherence
         wait_for(lambda: coherence.healthy)
@@ -382,7 +383,7 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
         steady_breaker = steady.__cachekit__.plan.breaker.snapshot()
 
         # The same with asyncio callers (one client, concurrent calls).
-        arounds = [runner.run(agather()) for _ in range(3)]
+        arounds = [runner.run_until_complete(agather()) for _ in range(3)]
         assert all(r == {"hits": len(aargs) - len(adead), "misses": len(adead)} for r in arounds)
 
         # A burst of the dead master's keys (no lock traffic in between): their failures
@@ -408,8 +409,8 @@ def test_one_dead_master_fails_open_for_its_keys_while_the_others_keep_hitting(
             _round(fn, interleaved, dead)  # the restarted master lost its entries: refill
             recovered = _round(fn, interleaved, dead)
             assert (recovered["live_hits"], recovered["dead_hits"]) == (len(live), len(dead))
-        runner.run(agather())
-        assert runner.run(agather()) == {"hits": len(aargs), "misses": 0}
+        runner.run_until_complete(agather())
+        assert runner.run_until_complete(agather()) == {"hits": len(aargs), "misses": 0}
         assert steady.__cachekit__.plan.breaker.state == "closed"
     finally:
         runner.close()
@@ -665,20 +666,21 @@ def test_a_frozen_master_costs_multi_key_calls_one_timeout_and_only_its_keys(
     backend.set_many({key: key.encode() for key in keys})
     expected = [MISSING if owner[key] == victim else key.encode() for key in keys]
     breaker = backend._nodes.node(node_name(cluster, victim))
-    runner = asyncio.Runner()  # one loop, one asyncio client through the freeze
+    # One loop (asyncio.Runner is 3.11+), one asyncio client through the freeze.
+    runner = asyncio.new_event_loop()
     try:
-        assert runner.run(abackend.get_many(keys)) == [key.encode() for key in keys]
+        assert runner.run_until_complete(abackend.get_many(keys)) == [key.encode() for key in keys]
         cluster.nodes[victim].pause()
         start = time.monotonic()
         assert backend.get_many(keys) == expected
         sync_took = time.monotonic() - start
         assert breaker.failures == 1  # one timeout for all of its keys
         start = time.monotonic()
-        assert runner.run(abackend.get_many(keys)) == expected
+        assert runner.run_until_complete(abackend.get_many(keys)) == expected
         async_took = time.monotonic() - start
         assert breaker.failures == 2
         with pytest.raises(NodeUnavailableError):
-            runner.run(abackend.get(on_victim[0]))
+            runner.run_until_complete(abackend.get(on_victim[0]))
         with pytest.raises(NodeUnavailableError):
             backend.set_many({key: b"new" for key in keys})  # the other masters are written
         assert breaker.failures == 4 and breaker.state == "closed"
@@ -688,12 +690,12 @@ def test_a_frozen_master_costs_multi_key_calls_one_timeout_and_only_its_keys(
         cluster.nodes[victim].resume()
         assert backend.get_many(on_victim) == [key.encode() for key in on_victim]
         assert breaker.failures == 0  # a success resets the count
-        assert runner.run(abackend.get_many(keys)) == [
+        assert runner.run_until_complete(abackend.get_many(keys)) == [
             key.encode() if owner[key] == victim else b"new" for key in keys
         ]
     finally:
         cluster.nodes[victim].resume()
-        runner.run(abackend.close())
+        runner.run_until_complete(abackend.close())
         runner.close()
         backend.close()
     report_figures(

@@ -69,8 +69,9 @@ from cachekit.tenancy import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import asyncio
     import logging
-    from collections.abc import Callable, Generator
+    from collections.abc import Awaitable, Callable, Generator
     from typing import Any, ClassVar
 
 __all__ = [
@@ -347,6 +348,31 @@ class _Failed:
 
 class _LeaderGone(Exception):
     """The computing caller was cancelled or interrupted; a waiter takes over."""
+
+
+async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
+    """Await ``call`` in a task of its own, for Python 3.10, which has no Task.cancelling.
+
+    redis.asyncio wraps socket writes in asyncio.wait_for, which returns normally when its
+    caller is cancelled as the write completes (CPython gh-86296), so the cancellation is
+    lost. Here the caller waits on asyncio.wait, which never swallows one: a cancellation
+    cancels the call and is raised. The price, one task per backend call, is paid on 3.10 only.
+    """
+    import asyncio
+
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait((task,))
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_retrieve_outcome)
+        raise
+    return task.result()
+
+
+def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" report
 
 
 class CachedState:
@@ -918,8 +944,10 @@ class CachedState:
         if plan.abackend_mode == "async":
             from asyncio import CancelledError, current_task
 
-            # Cancellation requests so far (Task.cancelling, Python >= 3.11; else int() = 0).
-            requests = getattr(current_task(), "cancelling", int)
+            # Cancellation requests so far (Task.cancelling, Python >= 3.11).
+            requests = getattr(current_task(), "cancelling", None)
+            if requests is None:
+                return await _keeping_cancellation(getattr(b, method)(*args))
             asked = requests()
             result = await getattr(b, method)(*args)
             if requests() > asked:
