@@ -15,6 +15,15 @@ import pandas as pd
 import pyarrow as pa
 
 
+def _nan_string_columns() -> dict[str, pd.Series]:
+    """A StringDtype column with NaN as its missing value: pandas >= 2.3 only."""
+    try:
+        dtype = pd.StringDtype("python", na_value=np.nan)
+    except TypeError:  # pandas 2.2: StringDtype takes no na_value
+        return {}
+    return {"str_python": pd.Series(["a", None, "b", ""], dtype=dtype)}
+
+
 def frames() -> dict[str, pd.DataFrame]:
     """One DataFrame per dtype and index kind the fidelity table promises."""
     n = 4
@@ -53,9 +62,7 @@ def frames() -> dict[str, pd.DataFrame]:
                 "default": ["a", None, "ünïcødé ✓", ""],
                 "string_python": pd.array(["a", None, "b", ""], dtype="string[python]"),
                 "string_pyarrow": pd.array(["a", None, "b", ""], dtype="string[pyarrow]"),
-                "str_python": pd.Series(
-                    ["a", None, "b", ""], dtype=pd.StringDtype("python", na_value=np.nan)
-                ),
+                **_nan_string_columns(),
             }
         ),
         "object_strings": pd.DataFrame(

@@ -3,6 +3,10 @@ kind, empty frames, Series, Tables and RecordBatches, in each return format."""
 
 from __future__ import annotations
 
+import datetime
+import zoneinfo
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -135,3 +139,54 @@ def test_every_column_of_a_frame_read_back_can_be_assigned_to(name: str):
         except Exception:
             continue  # not assignable in the original either
         out.iloc[0, pos] = out.iloc[0, pos]
+
+
+def _time_zones() -> dict[str, Any]:
+    """One zone of each family pandas accepts, pytz's only where it is installed."""
+    zones: dict[str, Any] = {
+        "timezone_offset": datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+        "timezone_negative_offset": datetime.timezone(-datetime.timedelta(hours=3, minutes=45)),
+        "timezone_utc": datetime.timezone.utc,
+        "zoneinfo_named": zoneinfo.ZoneInfo("Europe/Paris"),
+        "zoneinfo_utc": zoneinfo.ZoneInfo("UTC"),
+    }
+    try:
+        import pytz
+    except ImportError:  # pandas 3 does not need it
+        return zones
+    return zones | {
+        "pytz_offset": pytz.FixedOffset(330),
+        "pytz_utc": pytz.utc,
+        "pytz_named": pytz.timezone("Europe/Paris"),
+    }
+
+
+TIME_ZONES = _time_zones()
+
+
+@pytest.mark.parametrize("name", TIME_ZONES)
+def test_a_time_zone_comes_back_as_the_same_kind_of_object(name: str):
+    """pyarrow gives every zone back as pytz under pandas 2 (and never as pytz under
+    pandas 3); the marker records the family, so a datetime.timezone stays one."""
+    tz = TIME_ZONES[name]
+    stamps = pd.date_range("2024-03-30 12:00", periods=3, freq="h", tz=tz)
+    frame = pd.DataFrame({"at": stamps, "n": [1, 2, 3]}, index=stamps.rename("when"))
+    got = ArrowSerializer().deserialize(ArrowSerializer().serialize(frame))
+    assert_same(frame, got)
+    assert type(got["at"].dtype.tz) is type(tz), got["at"].dtype.tz
+    assert type(got.index.tz) is type(tz), got.index.tz
+    assert got.index.freq == stamps.freq
+    series = frame["at"]
+    back = ArrowSerializer().deserialize(ArrowSerializer().serialize(series))
+    assert_same(series, back)
+    assert type(back.dtype.tz) is type(tz)
+
+
+def test_a_fixed_offset_column_keeps_its_datetime_timezone():
+    """The case first reported: pandas 2 read +05:30 back as pytz.FixedOffset(330)."""
+    tz = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    frame = pd.DataFrame({"t": pd.to_datetime(["2024-01-01 10:00"]).tz_localize(tz)})
+    got = ArrowSerializer().deserialize(ArrowSerializer().serialize(frame))
+    assert got["t"].dtype.tz == tz
+    assert type(got["t"].dtype.tz) is datetime.timezone
+    assert got["t"].iloc[0] == frame["t"].iloc[0]

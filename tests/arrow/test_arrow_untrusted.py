@@ -383,7 +383,9 @@ def test_pyarrow_itself_does_not_autoload_py_extension_types():
     """The guarantee ArrowSerializer builds on (pyarrow >= 14.0.1): reading such a field
     gives its storage, never an unpickled object."""
     table = pa.ipc.open_stream(_py_extension_stream("table")).read_all()
-    assert table.schema.field("x").type == pa.binary()
+    read_as = table.schema.field("x").type
+    # Older pyarrow (18) wraps the storage in an UnknownExtensionType: nothing unpickled either.
+    assert getattr(read_as, "storage_type", read_as) == pa.binary()
     assert UNPICKLED == []
 
 

@@ -18,8 +18,10 @@ The marker (schema metadata key ``cachekit.arrow``) is written by
 row index) or ``"label"`` (a level of the column labels). ``spec`` matches
 :data:`FIXABLE`: ``"object"`` or ``"string:<storage>:<NA|nan>"`` (the dtype, a
 ``StringDtype`` by its storage and missing-value marker), either prefixed with
-``"categories:"`` for the categories of a categorical, or ``"freq:<name>"`` for the
-frequency of a datetime or timedelta index level.
+``"categories:"`` for the categories of a categorical, ``"freq:<name>"`` for the
+frequency of a datetime or timedelta index level, or ``"tz:<kind>"`` for the family of
+the time zone object of tz-aware datetimes (``timezone``, ``pytz`` or ``zoneinfo``:
+pyarrow gives every zone back as pytz under pandas 2, and never as pytz under pandas 3).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "KINDS",
     "MARKER_KEY",
     "PANDAS_KEY",
+    "TZ_KINDS",
     "Marker",
     "check_frame_marker",
     "check_pandas_metadata",
@@ -51,7 +54,9 @@ KINDS = ("frame", "series", "table", "batch")
 #: A frequency name as ``DatetimeIndex.freqstr`` gives it ("D", "15min", "W-SUN").
 FREQ = re.compile(r"[A-Za-z0-9\-]{1,32}")
 _DTYPE = r"(object|string:(python|pyarrow|pyarrow_numpy):(NA|nan))"
-FIXABLE = re.compile(rf"(categories:)?{_DTYPE}|freq:{FREQ.pattern}")
+#: The family of a time zone object: datetime.timezone, pytz or zoneinfo.ZoneInfo.
+TZ_KINDS = ("timezone", "pytz", "zoneinfo")
+FIXABLE = re.compile(rf"(categories:)?{_DTYPE}|freq:{FREQ.pattern}|tz:({'|'.join(TZ_KINDS)})")
 AXES = ("column", "index", "label")
 _MARKER_KEYS = frozenset({"v", "kind", "fix", "range_columns", "unique_labels", "unnamed"})
 

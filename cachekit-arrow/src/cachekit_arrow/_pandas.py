@@ -16,7 +16,9 @@ DataFrame/Series subclasses.
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ _HINT = (
 )
 _CATEGORIES = "categories:"
 _FREQ = "freq:"
+_TZ = "tz:"
 
 Fix = tuple[str, int, str]
 
@@ -86,12 +89,54 @@ def _specs(values: pd.Index | pd.Series) -> list[str]:
     spec = _dtype_spec(dtype)
     if spec is not None:
         return [spec]
+    specs = []
+    if isinstance(dtype, pd.DatetimeTZDtype) and (kind := _tz_kind(dtype.tz)) is not None:
+        specs.append(_TZ + kind)
     freq = getattr(values, "freq", None) if isinstance(values, pd.Index) else None
     # A frequency with a plain name is kept; an exotic one (a custom business day with
     # holidays) comes back as None rather than making the stream unreadable.
     if freq is not None and _meta.FREQ.fullmatch(freq.freqstr) and to_offset(freq.freqstr) == freq:
-        return [_FREQ + freq.freqstr]
-    return []
+        specs.append(_FREQ + freq.freqstr)
+    return specs
+
+
+def _tz_kind(tz: Any) -> str | None:
+    """The family of a time zone object; None for others (dateutil: as pyarrow gives it)."""
+    if isinstance(tz, datetime.timezone):
+        return "timezone"
+    module = type(tz).__module__
+    if module == "pytz" or module.startswith("pytz."):
+        return "pytz"
+    if module == "zoneinfo" or module.startswith("zoneinfo."):
+        return "zoneinfo"
+    return None
+
+
+def _tz(name: str, kind: str) -> Any:
+    """The time zone ``name`` (as Arrow writes it: "UTC", "+05:30", "Europe/Paris") as an
+    object of family ``kind``; None when that family cannot hold it or is not installed."""
+    offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", name)
+    minutes = None
+    if offset:
+        minutes = (int(offset[2]) * 60 + int(offset[3])) * (-1 if offset[1] == "-" else 1)
+    try:
+        if kind == "timezone":
+            if name == "UTC":
+                return datetime.timezone.utc
+            if minutes is None:
+                return None
+            return datetime.timezone(datetime.timedelta(minutes=minutes))
+        if kind == "pytz":
+            import pytz  # type: ignore[import-untyped]
+
+            return pytz.FixedOffset(minutes) if minutes is not None else pytz.timezone(name)
+        if kind == "zoneinfo" and minutes is None:
+            import zoneinfo
+
+            return zoneinfo.ZoneInfo(name)
+    except (ImportError, LookupError, ValueError):
+        pass
+    return None
 
 
 def _dtype(spec: str) -> Any:
@@ -240,6 +285,8 @@ def to_table(obj: Any) -> tuple[pa.Table, bytes]:
         table = pa.Table.from_pandas(frame, preserve_index=None, nthreads=threads)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise _failed(frame, exc) from None
+    if frame.attrs:
+        table = _with_attributes(table, frame.attrs)
     columns = frame.columns
     marker = _meta.Marker(
         kind,
@@ -253,6 +300,17 @@ def to_table(obj: Any) -> tuple[pa.Table, bytes]:
         unnamed=kind == "series" and obj.name is None,
     )
     return table, marker.encode()
+
+
+def _with_attributes(table: pa.Table, attrs: dict[str, Any]) -> pa.Table:
+    """``table`` whose pandas metadata holds ``attrs`` (pyarrow >= 22 writes them itself)."""
+    metadata = dict(table.schema.metadata)
+    doc = json.loads(metadata[_meta.PANDAS_KEY])
+    if "attributes" in doc:
+        return table
+    doc["attributes"] = attrs
+    metadata[_meta.PANDAS_KEY] = json.dumps(doc).encode()
+    return table.replace_schema_metadata(metadata)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -271,6 +329,17 @@ def _objects(column: pa.ChunkedArray) -> Any:
 def _restore(values: Any, spec: str, column: pa.ChunkedArray | None) -> Any:
     """``values`` (a Series or a flat Index) as ``spec`` says they were written."""
     is_index = isinstance(values, pd.Index)
+    if spec.startswith(_TZ):
+        dtype = values.dtype
+        if not isinstance(dtype, pd.DatetimeTZDtype):
+            raise _bad("a time zone fix for values that are not tz-aware datetimes")
+        kind = spec[len(_TZ) :]
+        if _tz_kind(dtype.tz) == kind:
+            return values
+        tz = _tz(pa.lib.tzinfo_to_string(dtype.tz), kind)
+        if tz is None:  # e.g. pytz written, not installed here: the zone as pyarrow gives it
+            return values
+        return values.tz_convert(tz) if is_index else values.dt.tz_convert(tz)
     if spec.startswith(_FREQ):
         if not isinstance(values, (pd.DatetimeIndex, pd.TimedeltaIndex)):
             raise _bad("a frequency for values that are not a datetime or timedelta index")
@@ -335,6 +404,8 @@ def from_table(table: pa.Table, marker: _meta.Marker, doc: dict[str, Any]) -> An
             # to_pandas leaves categorical codes read-only; the function's own frame
             # was writable, so the cached one must be too.
             frame.isetitem(pos, frame.iloc[:, pos].copy())
+    if doc.get("attributes") and not frame.attrs:  # pyarrow < 22 does not restore them
+        frame.attrs = dict(doc["attributes"])
     if marker.range_columns is not None:
         frame.columns = pd.RangeIndex(*marker.range_columns, name=frame.columns.name)
     if marker.unique_labels:
