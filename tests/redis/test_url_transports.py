@@ -166,11 +166,19 @@ def tls_server(
 ) -> Iterator[tuple[RedisServer, int, Path]]:
     """(server, its TLS port, its CA file): a private server that also listens with TLS."""
     d = tmp_path_factory.mktemp("tls")
+    # Key usages and key identifiers: Python 3.13 verifies with VERIFY_X509_STRICT.
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.crt", "-days", "2", "-subj", "/CN=cachekit-test-ca", cwd=d)  # fmt: skip
+             "ca.crt", "-days", "2", "-subj", "/CN=cachekit-test-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # fmt: skip
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
              "server.csr", "-subj", "/CN=localhost", cwd=d)  # fmt: skip
-    (d / "ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (d / "ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext",
              cwd=d)  # fmt: skip
