@@ -6,6 +6,7 @@
 #   make bench   benchmarks against baselines measured in the same run
 #   make lint    ruff (lint + format check) and mypy --strict on src/
 #   make dist    sdists and wheels of the four packages in dist/, metadata checked
+#   make matrix  the whole suite on Python 3.10-3.13, newest and oldest libraries (noxfile.py)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -14,8 +15,14 @@ STAMP  := $(VENV)/.bootstrapped
 # Every workspace package that has code gets an editable install.
 PACKAGES := $(sort $(dir $(wildcard cachekit-*/pyproject.toml)))
 PYTEST_WORKERS ?= 2
+# Matrix legs `make test` runs after the main suite (see noxfile.py): the oldest Python with
+# the oldest libraries we declare, the newest Python with the newest. A leg whose Python is
+# not on the machine is skipped with the reason; with CI=true or CACHEKIT_REQUIRE_PYTHONS=1
+# it fails instead. TEST_LEGS= (empty) runs the main suite only.
+TEST_LEGS ?= oldest(3.10) newest(3.13)
+NOX := PYTEST_WORKERS=$(PYTEST_WORKERS) $(BIN)/nox --envdir .nox $(if $(filter true 1,$(CI) $(CACHEKIT_REQUIRE_PYTHONS)),--error-on-missing-interpreters,--no-error-on-missing-interpreters)
 
-.PHONY: demo test bench lint format bootstrap clean dist
+.PHONY: demo test matrix bench lint format bootstrap clean dist
 
 $(STAMP): pyproject.toml $(wildcard cachekit-*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +37,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(if $(strip $(TEST_LEGS)),$(NOX) -s $(foreach leg,$(TEST_LEGS),"$(leg)") -- $(PYTEST_ARGS))
+
+matrix: $(STAMP)
+	$(NOX) -- $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -47,4 +58,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .bench
+	rm -rf $(VENV) .mypy_cache .ruff_cache .bench .nox

@@ -50,9 +50,9 @@ def test_the_entry_point_is_declared_by_the_cachekit_arrow_distribution():
     assert ep.value == "cachekit_arrow.plugin"
     assert ep.dist is not None and ep.dist.name == "cachekit-arrow"
     requires = distribution("cachekit-arrow").requires or []
-    assert any(r.startswith("pyarrow>=14.0.1") for r in requires)
+    assert any(r.startswith("pyarrow>=18.0") for r in requires)
     assert any(r.startswith("cachekit-core") for r in requires)
-    assert any(r.startswith("pandas>=2.0") and 'extra == "pandas"' in r for r in requires)
+    assert any(r.startswith("pandas>=2.2.2") and 'extra == "pandas"' in r for r in requires)
 
 
 def test_the_arrow_serializer_is_registered_from_cachekit_arrow():
