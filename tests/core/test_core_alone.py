@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from commands import run_checked
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("redis", "pyarrow", "pandas", "cryptography")
@@ -135,30 +136,6 @@ print(json.dumps({"installed": installed, "cachekit": cachekit.__file__}))
 """
 
 
-def _environment() -> dict[str, str]:
-    """This process's environment (pip's index and cache settings) minus cachekit's."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("CACHEKIT_", "PYTHON")) or k in ("REDIS_URL", "VIRTUAL_ENV"))
-    } | {"PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _run(*cmd: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(c) for c in cmd],
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        **kwargs,
-    )
-    shown = " ".join(str(c) for c in cmd if "\n" not in str(c))
-    assert done.returncode == 0, f"{shown} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 @pytest.mark.slow
 def test_cachekit_core_installs_and_works_alone(tmp_path: Path):
     source = tmp_path / "cachekit-core"
@@ -168,20 +145,22 @@ def test_cachekit_core_installs_and_works_alone(tmp_path: Path):
         ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"),
     )
     pip = (sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet")
-    _run(*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheels", source)
+    run_checked(
+        *pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheels", source
+    )
     (wheel,) = (tmp_path / "wheels").glob("cachekit_core-*.whl")
 
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    run_checked(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
-    _run(*pip, "--python", python, "install", wheel)
+    run_checked(*pip, "--python", python, "install", wheel)
 
-    done = _run(python, "-c", _CHECK_IMPORTS + textwrap.dedent(_ALONE), cwd=tmp_path)
+    done = run_checked(python, "-c", _CHECK_IMPORTS + textwrap.dedent(_ALONE), cwd=tmp_path)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["installed"] == ["cachekit-core", "msgpack", "pluggy"]
     assert result["cachekit"].startswith(str(venv))  # the installed copy, not the workspace
 
-    listing = _run(venv / "bin" / "cachekit", "plugins", "--json", cwd=tmp_path)
+    listing = run_checked(venv / "bin" / "cachekit", "plugins", "--json", cwd=tmp_path)
     assert [p["name"] for p in json.loads(listing.stdout)] == ["cachekit"]
 
 

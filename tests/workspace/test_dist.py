@@ -12,9 +12,7 @@ private redis-server, an Arrow call and a `@cache.secure` call there.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import tarfile
 import textwrap
@@ -22,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from commands import run_checked
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("cachekit-core", "cachekit-redis", "cachekit-arrow", "cachekit-crypto")
@@ -31,33 +30,10 @@ import build_dist  # noqa: E402
 VERSION = build_dist.project("cachekit-core")["version"]
 
 
-def _environment() -> dict[str, str]:
-    """This process's environment (pip's index and cache settings) minus cachekit's."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("CACHEKIT_", "PYTHON")) or k in ("REDIS_URL", "VIRTUAL_ENV"))
-    } | {"PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(c) for c in cmd],
-        env=env or _environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    shown = " ".join(str(c) for c in cmd if "\n" not in str(c))
-    assert done.returncode == 0, f"{shown} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    done = _run(sys.executable, REPO / "scripts" / "build_dist.py", out)
+    done = run_checked(sys.executable, REPO / "scripts" / "build_dist.py", out)
     assert "metadata checked" in done.stdout
     return out
 
@@ -187,19 +163,19 @@ def test_the_readme_install_from_dist_works_in_a_fresh_virtualenv(
     dist: Path, tmp_path: Path, redis_url: str
 ):
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    run_checked(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
     # The README's command, run with the workspace's pip for the fresh interpreter.
     pip = (sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet")
-    _run(*pip, "--python", python, "install", "--find-links", dist, "cachekit-core[all]")
+    run_checked(*pip, "--python", python, "install", "--find-links", dist, "cachekit-core[all]")
 
-    done = _run(python, "-c", textwrap.dedent(_USE_EVERYTHING), redis_url)
+    done = run_checked(python, "-c", textwrap.dedent(_USE_EVERYTHING), redis_url)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     site = str(venv)
     assert all(path.startswith(site) for path in result["files"].values()), result
     # Installed from the wheels, not editable and not from a URL or a directory.
     assert result["direct_url"] == dict.fromkeys(PACKAGES), result
 
-    listing = _run(venv / "bin" / "cachekit", "plugins", "--json")
+    listing = run_checked(venv / "bin" / "cachekit", "plugins", "--json")
     names = {p["name"] for p in json.loads(listing.stdout)}
     assert {"cachekit", "redis", "arrow", "crypto"} <= names, names
