@@ -412,6 +412,14 @@ def test_demo_shows_misses_then_hits_with_timings() -> None:
     assert result.stderr == ""  # --no-progress: nothing on stderr
 
 
+def test_demo_does_not_ask_to_install_redis_support_that_is_installed() -> None:
+    # The workspace has cachekit-redis; a core-only install is checked in test_core_alone.
+    result = run("demo", "--delay", "0", "--keys", "1", "--no-progress")
+    assert result.returncode == 0, output(result)
+    assert "cachekit-redis is installed here" in result.stdout
+    assert "pip install" not in result.stdout
+
+
 def test_demo_progress_is_one_line_per_step_when_stderr_is_not_a_terminal() -> None:
     result = run("demo", "--delay", "0.01", "--keys", "3")
     assert result.returncode == 0, output(result)

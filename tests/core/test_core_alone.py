@@ -163,6 +163,11 @@ def test_cachekit_core_installs_and_works_alone(tmp_path: Path):
     listing = run_checked(venv / "bin" / "cachekit", "plugins", "--json", cwd=tmp_path)
     assert [p["name"] for p in json.loads(listing.stdout)] == ["cachekit"]
 
+    demo = ("demo", "--delay", "0", "--keys", "1", "--no-progress")
+    shown = run_checked(venv / "bin" / "cachekit", *demo, cwd=tmp_path).stdout
+    # The next step names an install that works today, from a checkout, too.
+    assert 'pip install --find-links dist "cachekit-core[redis]"' in shown, shown
+
 
 def test_loading_every_installed_plugin_imports_no_heavy_library(tmp_path: Path):
     code = _CHECK_IMPORTS + textwrap.dedent("""

@@ -907,9 +907,23 @@ def _run_demo(keys: int, delay: float, progress_stream: IO[str] | None, ignored:
     say("")
     say("This run used L1 only: an in-process cache, gone when the process exits.")
     say("To share results between processes and hosts, add Redis as the L2:")
-    say("    pip install cachekit-redis")
-    say("    export CACHEKIT_REDIS_URL=redis://localhost:6379/0")
+    for line in _redis_next_steps():
+        say(f"    {line}")
     return 0 if as_expected and copy_safe else 1
+
+
+def _redis_next_steps() -> list[str]:
+    """What adding Redis takes from here: the install (unless done), then the URL."""
+    import importlib.util
+
+    steps = ["export CACHEKIT_REDIS_URL=redis://localhost:6379/0"]
+    if importlib.util.find_spec("cachekit_redis") is not None:
+        return ["# cachekit-redis is installed here", *steps]
+    return [
+        'pip install "cachekit-core[redis]"',
+        '# from a checkout: make dist && pip install --find-links dist "cachekit-core[redis]"',
+        *steps,
+    ]
 
 
 # --- the parser ----------------------------------------------------------------------------
