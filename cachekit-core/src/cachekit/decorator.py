@@ -14,7 +14,7 @@ from cachekit.cached import (
 )
 from cachekit.config import parse_ttl
 from cachekit.errors import ConfigurationError
-from cachekit.keys import validate_namespace
+from cachekit.keys import valid_name, validate_namespace
 from cachekit.tenancy import MISSING_TENANT_CHOICES
 
 # `typing` costs ~10 ms of import time; the types below exist for type checkers only
@@ -83,12 +83,10 @@ def _tags(value: Any) -> tuple[str, ...]:
     for tag in items:
         if not isinstance(tag, str):
             raise ConfigurationError(f"tags must be strings, got {tag!r}.")
-        try:
-            validate_namespace(tag)
-        except ConfigurationError:
+        if not valid_name(tag):
             raise ConfigurationError(
                 f"tag {tag!r} is not valid: use 1-128 letters, digits, '_', '.' or '-'."
-            ) from None
+            )
     return tuple(dict.fromkeys(items))
 
 

@@ -39,11 +39,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DIGEST_HEX_LENGTH",
     "FAST_TYPES",
+    "RESERVED_NAMESPACES",
     "KeyBuilder",
     "canonical_bytes",
     "digest",
     "function_name",
     "generate_cache_key",
+    "valid_name",
     "validate_namespace",
 ]
 
@@ -53,6 +55,10 @@ DIGEST_HEX_LENGTH = 32
 #: them (plus their types) is a faithful L1 key.
 FAST_TYPES = frozenset({int, str, bytes, float, bool, type(None)})
 
+#: Key segments right after ``cachekit:`` that cachekit uses for its own keys
+#: (``cachekit:gen:`` holds generation counters), so no namespace may take them.
+RESERVED_NAMESPACES = frozenset({"gen"})
+
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
@@ -60,18 +66,27 @@ class _Unbindable(Exception):
     """The arguments do not fit the signature; the caller lets the function raise."""
 
 
+def valid_name(name: object) -> bool:
+    """Whether ``name`` may be a key segment (a namespace or a tag)."""
+    return isinstance(name, str) and 0 < len(name) <= 128 and _NAME_CHARS.issuperset(name)
+
+
 def validate_namespace(namespace: str | None) -> str | None:
     """Return ``namespace`` if it is usable in a key; raise E040 otherwise."""
     if namespace is None:
         return None
-    if (
-        not isinstance(namespace, str)
-        or not 0 < len(namespace) <= 128
-        or not _NAME_CHARS.issuperset(namespace)
-    ):
+    if not valid_name(namespace):
         raise ConfigurationError(
             f"namespace {namespace!r} is not valid: use 1-128 characters from "
             "letters, digits, '_', '.' and '-' (no ':', spaces or wildcards)."
+        )
+    if namespace in RESERVED_NAMESPACES:
+        # cachekit:gen:... holds the generation counters: data keys there would be
+        # taken for counters by every listener, and the function would lose coherence.
+        raise ConfigurationError(
+            f"namespace {namespace!r} is reserved: cachekit keeps its own keys under "
+            f"'cachekit:{namespace}:'. Choose another name (reserved: "
+            f"{', '.join(sorted(RESERVED_NAMESPACES))})."
         )
     return namespace
 
