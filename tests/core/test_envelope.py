@@ -515,6 +515,37 @@ def test_even_an_authentic_payload_beyond_max_size_is_refused(mode):
     assert open_envelope(blob, serializer="pickle", key=KEY, **open_kwargs) == bytes(8 * limit)
 
 
+def test_a_zlib_bomb_costs_no_more_memory_than_max_size():
+    import tracemalloc
+
+    limit = 1024 * 1024
+    head = MAGIC + bytes([VERSION, FLAG_COMPRESSED]) + bytes(4) + b"\x07msgpack"
+    blob = with_valid_crc(head + bomb(256 * limit))
+    tracemalloc.start()
+    try:
+        with pytest.raises(EnvelopeError, match="max_size"):
+            unseal(blob, serializer="msgpack", key=KEY, max_size=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit, f"a 256 MiB bomb peaked at {peak} bytes under a 1 MiB limit"
+
+
+@pytest.mark.parametrize("mode", ["compressed", "signed-compressed", "encrypted-compressed"])
+def test_a_compressed_entry_is_refused_where_compression_is_not_expected(mode):
+    blob, open_kwargs = sealed(mode, PAYLOAD * 20)
+    assert read_header(blob).flags & FLAG_COMPRESSED
+    with pytest.raises(EnvelopeError, match="compress"):
+        unseal(blob, serializer="pickle", key=KEY, allow_compressed=False, **open_kwargs)
+    assert unseal(blob, serializer="pickle", key=KEY, **open_kwargs)[0] == PAYLOAD * 20
+    uncompressed, open_kwargs = sealed({"compressed": "plain"}.get(mode, mode[:-11]), PAYLOAD)
+    assert not read_header(uncompressed).flags & FLAG_COMPRESSED
+    opened = unseal(
+        uncompressed, serializer="pickle", key=KEY, allow_compressed=False, **open_kwargs
+    )
+    assert opened[0] == PAYLOAD
+
+
 def test_a_payload_of_exactly_max_size_opens():
     payload = b"q" * 4096
     blob = seal(payload, serializer="pickle", key=KEY, compress=True)

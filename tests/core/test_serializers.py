@@ -10,6 +10,7 @@ import threading
 import uuid
 from decimal import Decimal
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,6 +162,38 @@ def test_garbage_bytes_raise_e005(data):
         MSGPACK.deserialize(data)
     assert err.value.code == "E005"
     assert str(err.value).startswith("[E005] ")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb(msgpack.ExtType(42, b"\x00" * 8)),
+        msgpack.packb(msgpack.ExtType(0, b"")),  # ext 8 with no data
+        msgpack.packb({"a": [1, msgpack.ExtType(127, b"x")]}),
+        msgpack.packb(msgpack.Timestamp(1_700_000_000, 0)),  # 4-byte timestamp
+        msgpack.packb(msgpack.Timestamp(1_700_000_000, 5)),  # 8-byte timestamp
+        msgpack.packb(msgpack.Timestamp(2**40, 5)),  # 12-byte timestamp
+        b"\xc7\x00\xff",  # a timestamp extension with no data
+        msgpack.packb({(1, 2): msgpack.ExtType(1, b"x")}),  # the tuple-key retry path
+    ],
+    ids=["ext", "empty-ext", "nested-ext", "ts32", "ts64", "ts96", "empty-ts", "tuple-key"],
+)
+def test_msgpack_extension_types_are_never_returned(data):
+    # MessagePackSerializer never writes an extension type (datetime raises E004), so
+    # one read back was planted: E005, which the decorator turns into a miss.
+    with pytest.raises(DeserializationError) as err:
+        MSGPACK.deserialize(data)
+    assert err.value.code == "E005"
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30, [1, 2**70], {"n": -(2**80)}])
+def test_an_int_outside_64_bits_names_the_range_it_missed(value):
+    with pytest.raises(SerializationError) as err:
+        MSGPACK.serialize(value)
+    text = str(err.value)
+    assert "-9223372036854775808" in text and "18446744073709551615" in text
+    assert "supports dict, list, tuple, str, int" not in text  # "int is supported": no
+    assert "PickleSerializer" in text
 
 
 @settings(max_examples=200)

@@ -867,6 +867,10 @@ class CachedState:
                     encryptor=plan.encryptor,
                     signer=plan.signer,
                     require_authentication=plan.require_auth,
+                    # Planted bombs: inflate no further than a value this function may
+                    # store, and not at all for a function that never compresses.
+                    max_size=plan.max_value_size,
+                    allow_compressed=self.options.compress,
                 )
                 expires_at = header.expires_at
             if expires_at is not None and expires_at <= time():

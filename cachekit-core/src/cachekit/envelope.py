@@ -330,6 +330,7 @@ def open_envelope(
     signer: Signer | None = None,
     require_authentication: bool = False,
     max_size: int = DEFAULT_MAX_SIZE,
+    allow_compressed: bool = True,
 ) -> bytes:
     """Return the serializer payload stored in ``blob`` (see :func:`unseal`)."""
     return unseal(
@@ -340,6 +341,7 @@ def open_envelope(
         signer=signer,
         require_authentication=require_authentication,
         max_size=max_size,
+        allow_compressed=allow_compressed,
     )[0]
 
 
@@ -352,18 +354,26 @@ def unseal(
     signer: Signer | None = None,
     require_authentication: bool = False,
     max_size: int = DEFAULT_MAX_SIZE,
+    allow_compressed: bool = True,
 ) -> tuple[bytes, Header]:
     """Return (payload, header) of the envelope ``blob`` stored under backend key ``key``.
 
     Raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
     authentication, a compressed payload that would expand beyond ``max_size``
-    bytes), :class:`IntegrityError` (bad signature) or :class:`DecryptionError`
-    (AEAD failure).
+    bytes, or any compressed payload when ``allow_compressed`` is false: a reader
+    that never writes compressed entries has no reason to inflate one),
+    :class:`IntegrityError` (bad signature) or :class:`DecryptionError` (AEAD failure).
     """
     header = read_header(blob)
     if header.serializer != serializer:
         raise EnvelopeError(
             f"entry was written by serializer {header.serializer!r}, expected {serializer!r}"
+        )
+    if header.flags & FLAG_COMPRESSED and not allow_compressed:
+        raise EnvelopeError(
+            "entry is compressed but this cache does not compress (compress=False): refused "
+            "without inflating it. If another process writes it with compress=True, give "
+            "every process the same compress= setting."
         )
     payload = bytes(blob)[header.payload_offset :]
     flags = header.flags

@@ -1,9 +1,11 @@
 """Serializers shipped with the core, and lazy access to the ones plugins provide.
 
 * :class:`MessagePackSerializer` (``"msgpack"``, the default): dict, list, tuple
-  (read back as a list), str, int (64-bit), float, bool, None and bytes. Anything
-  else raises :class:`~cachekit.errors.SerializationError` (E004) naming the type
-  and the fix. Compact, fast, safe to read from anywhere.
+  (read back as a list), str, int (-2**63 to 2**64 - 1), float, bool, None and
+  bytes. Anything else raises :class:`~cachekit.errors.SerializationError` (E004)
+  naming the type and the fix. Compact, fast, safe to read from anywhere: bytes
+  holding an extension type (ExtType, Timestamp), which it never writes, raise
+  :class:`~cachekit.errors.DeserializationError` (E005).
 * :class:`PickleSerializer` (``"pickle"``): any picklable object. Because loading
   pickle can run code, its payloads are signed (HMAC-SHA256) when a signing key is
   configured, and data read back from a shared backend is only unpickled after
@@ -35,7 +37,20 @@ __all__ = [
 _MSGPACK_TYPES = "dict, list, tuple, str, int, float, bool, None and bytes"
 
 
+_INT_RANGE = f"{-(2**63)} (-2**63) to {2**64 - 1} (2**64 - 1)"
+
+
+def _int_out_of_range() -> SerializationError:
+    return SerializationError(
+        "Could not serialize object of type int with MessagePackSerializer: MessagePack "
+        f"stores integers from {_INT_RANGE}, and this one is outside that range.",
+        hint="Use serializer=PickleSerializer(), or return the number as a str.",
+    )
+
+
 def _unsupported(obj: Any) -> Any:
+    if isinstance(obj, int):  # msgpack hands over the ints it cannot store
+        raise _int_out_of_range()
     cls = type(obj)
     name = cls.__name__
     if cls.__module__ not in ("builtins", "datetime"):
@@ -72,11 +87,7 @@ class MessagePackSerializer:
         except SerializationError:
             raise
         except OverflowError:
-            raise SerializationError(
-                "Could not serialize object of type int with MessagePackSerializer: an "
-                "integer is outside the 64-bit range MessagePack can store.",
-                hint="Use serializer=PickleSerializer(), or return the number as a str.",
-            ) from None
+            raise _int_out_of_range() from None
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"Could not serialize value with MessagePackSerializer: {exc}.",
@@ -84,20 +95,31 @@ class MessagePackSerializer:
             ) from None
 
     def deserialize(self, data: bytes) -> Any:
+        # serialize() never writes an extension type, so one read back was planted:
+        # max_ext_len=0 refuses the ones with data (the timestamp, -1, never reaches
+        # ext_hook) and _refuse_ext the empty ones.
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            return msgpack.unpackb(data, strict_map_key=False, ext_hook=_refuse_ext, max_ext_len=0)
         except TypeError:
             # A map keyed by arrays ({(1, 2): ...} was serialized): arrays decode as
             # unhashable lists, so rebuild such keys as tuples. Slow path only.
             try:
                 return msgpack.unpackb(
-                    data, raw=False, strict_map_key=False, object_pairs_hook=_tuple_keyed
+                    data,
+                    strict_map_key=False,
+                    ext_hook=_refuse_ext,
+                    max_ext_len=0,
+                    object_pairs_hook=_tuple_keyed,
                 )
             except Exception as exc:
                 error = exc
         except Exception as exc:  # msgpack raises several unrelated types
             error = exc
         raise DeserializationError(f"bytes are not valid MessagePack ({type(error).__name__}).")
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"MessagePack extension type {code}, which this serializer never writes")
 
 
 def _as_key(value: Any) -> Any:
