@@ -409,3 +409,101 @@ def test_an_l1_copy_never_outlives_the_l2_entry():
     assert third_runs == [1]
     assert backend.store[key] != stale
     assert third.cache_info().l2_hits == 0
+
+
+class _DeafCoherence:
+    """A coherence whose listen() fails, as a third-party backend's may."""
+
+    healthy = False
+
+    def __init__(self, real):
+        self.real = real
+        self.listen_calls = 0
+        self.refuse = True
+
+    def generations(self, keys):
+        return self.real.generations(keys)
+
+    def bump(self, key):
+        return self.real.bump(key)
+
+    def listen(self, callback):
+        self.listen_calls += 1
+        if self.refuse:
+            raise OSError("notification channel refused")
+        self.real.listen(callback)
+
+
+def test_a_coherence_whose_listen_raises_fails_open(caplog):
+    from cachekit.backends.memory import MemoryBackend
+
+    class DeafBackend(MemoryBackend):
+        def __init__(self):
+            super().__init__("deaf-listener")
+            self.deaf = _DeafCoherence(super().coherence())
+
+        def coherence(self):
+            return self.deaf
+
+    backend = DeafBackend()
+    runs = []
+
+    @cache(backend=backend)
+    def f(x):
+        runs.append(x)
+        return {"x": x}
+
+    @cache(backend=backend)
+    async def af(x):
+        runs.append(-x)
+        return {"x": x}
+
+    with caplog.at_level(logging.WARNING, logger="cachekit"):
+        assert f(1) == {"x": 1}  # before the fix: OSError from listen()
+        assert asyncio.run(af(1)) == {"x": 1}
+    assert f(1) == {"x": 1}
+    assert runs == [1, -1]
+    assert f.cache_info().errors >= 1
+    assert "[E010]" in caplog.text and "notification channel refused" in caplog.text
+    # L1 only meanwhile: nothing written to a backend whose notifications are unheard.
+    assert backend._store.items == {}
+    calls = backend.deaf.listen_calls
+    state = f.__cachekit__
+    state.replan_at = 0.0  # the retry time has come
+    backend.deaf.refuse = False
+    assert f(2) == {"x": 2}
+    assert backend.deaf.listen_calls == calls + 1
+    assert state.coherence is backend.deaf and state.replan_at is None
+    assert len(backend._store.items) == 1  # the backend is used again
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_own_write_records_do_not_pile_up_without_an_l1(is_async):
+    # Without an L1 there is nothing a notice could wrongly evict, so no record of
+    # this process's writes is kept (it was, per call, on the async path).
+    from cachekit.backends.memory import MemoryBackend
+
+    backend = MemoryBackend(f"own-writes-{is_async}")
+    if is_async:
+
+        @cache(backend=backend, l1=False)
+        async def fn(x):
+            return x
+
+        async def run_all():
+            for i in range(50):
+                await fn(i)
+
+        asyncio.run(run_all())
+    else:
+
+        @cache(backend=backend, l1=False)
+        def fn(x):
+            return x
+
+        for i in range(50):
+            fn(i)
+    state = fn.__cachekit__
+    assert state.coherence is not None
+    assert fn.cache_info().stores == 50
+    assert state.own_writes == {}

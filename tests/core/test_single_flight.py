@@ -271,3 +271,51 @@ def test_a_caller_cancelled_while_taking_the_lock_does_not_keep_it():
 
     asyncio.run(main())
     assert sync._store.locks == {}  # released, not held for the 30 s lease
+
+
+def test_an_async_function_awaiting_itself_with_the_same_key_recomputes_like_sync():
+    depth = []
+
+    @cache()
+    async def recursive(x):
+        depth.append(x)
+        if len(depth) < 3:
+            return await recursive(x) + 1
+        return 0
+
+    async def main():
+        return await asyncio.wait_for(recursive(1), 5)
+
+    assert asyncio.run(main()) == 2  # before the fix: a hang (TimeoutError) or _LeaderGone
+    assert depth == [1, 1, 1]
+
+
+def test_a_cancelled_waiter_whose_leader_is_cancelled_logs_no_error():
+    import gc
+
+    @cache()
+    async def fetch(x):
+        await asyncio.sleep(0.05)
+        return x
+
+    problems = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: problems.append(ctx))
+        for i in range(20):
+            leader = asyncio.create_task(fetch(i))
+            await asyncio.sleep(0)
+            waiter = asyncio.create_task(fetch(i))
+            await asyncio.sleep(0.001)
+            waiter.cancel()
+            await asyncio.sleep(0)
+            leader.cancel()
+            for task in (waiter, leader):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert [ctx.get("message") for ctx in problems] == []

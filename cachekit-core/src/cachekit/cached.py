@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 import weakref
-from _thread import allocate_lock, get_ident
+from _thread import allocate_lock
 from collections import OrderedDict
 from contextlib import nullcontext
+from contextvars import ContextVar
 from time import monotonic, time
 
 from cachekit.coherence import DEGRADED_L1_TTL
-from cachekit.config import Settings, redact_url
+from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
     CAP_INVALIDATION,
     CAP_LOCKING,
@@ -241,6 +242,15 @@ class Plan(_Record):
         endpoint: str | None
 
 
+class _Place(_Record):
+    """Where a backend failure happened, before there is a Plan."""
+
+    __slots__ = ("breaker", "endpoint")
+    if TYPE_CHECKING:
+        breaker: Any
+        endpoint: str | None
+
+
 _states: weakref.WeakSet[CachedState] = weakref.WeakSet()
 
 
@@ -350,6 +360,14 @@ class _LeaderGone(Exception):
     """The computing caller was cancelled or interrupted; a waiter takes over."""
 
 
+#: The flights the current thread or asyncio task leads (single flight), so that a
+#: function calling itself with the same key computes instead of waiting for itself.
+_LEADING: ContextVar[tuple[Any, ...]] = ContextVar("cachekit_leading", default=())
+#: enter_flight's answers for a caller that does not lead the flight.
+_WAIT: Any = object()
+_REENTER: Any = object()
+
+
 async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
     """Await ``call`` in a task of its own, for Python 3.10, which has no Task.cancelling.
 
@@ -393,6 +411,7 @@ class CachedState:
             skip_first=skip_first,
             key_func=options.key,
             tenant=current_tenant if options.tenant_extractor is not None else None,
+            secure=options.encryption not in (False, None),
         )
         self.l1: L1Cache | None = None
         if options.l1:
@@ -405,6 +424,8 @@ class CachedState:
             )
         self.counts = new_counters()
         self.plan: Plan | None = None
+        # A plan built while the backend failed is L1 only, and rebuilt at this time.
+        self.replan_at: float | None = None
         self._plan_lock = allocate_lock()
         self.inflight: dict[Any, Any] = {}
         self.inflight_lock = allocate_lock()
@@ -414,6 +435,11 @@ class CachedState:
         self.coherence: Any = None
         self.gen_keys: tuple[str, ...] = ()
         self.gens_ok = False
+        # Since when the generations read last are no longer known to be current (None:
+        # they are, or none was ever read), and when a failed read may be tried again.
+        self.gens_lost_at: float | None = None
+        self.gens_retry_at = 0.0
+        self._stale_warned: float | None = None
         self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
         self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
         self.own_writes: dict[str, int] = {}  # digests this process is writing
@@ -429,9 +455,13 @@ class CachedState:
     def resolve(self) -> Plan:
         plan = self.plan
         if plan is not None:
-            return plan
+            due = self.replan_at
+            if due is None or monotonic() < due:
+                return plan
         with self._plan_lock:
-            if self.plan is None:
+            due = self.replan_at
+            if self.plan is None or (due is not None and monotonic() >= due):
+                self.replan_at = None
                 self.plan = self._build_plan()
             return self.plan
 
@@ -460,10 +490,14 @@ class CachedState:
                 cfg = BreakerConfig(enabled=False)
             breaker = breaker_for(endpoint, cfg)
         encryptor = self._resolve_encryptor()
+        if encryptor is not None and ttl is None:
+            # No unbounded entries under encryption: the authenticated expiry is what
+            # refuses an old copy put back into the backend.
+            ttl = SECURE_MAX_TTL
         if encryptor is not None and self.builder.secret is None:
             secret = getattr(encryptor, "digest_key", None)
             if secret:
-                self.builder.secret = bytes(secret)[:64]
+                self.builder.use_naming_key(secret)
         signer = None
         require_auth = bool(getattr(serializer, "requires_authentication", False))
         trusted = CAP_TRUSTED in getattr(backend or abackend, "capabilities", ())
@@ -488,8 +522,15 @@ class CachedState:
             require_auth = not trusted
         chosen = backend if backend is not None else abackend
         capabilities = getattr(chosen, "capabilities", ()) if chosen is not None else ()
-        if CAP_INVALIDATION in capabilities:
-            self._attach_coherence(chosen)
+        if CAP_INVALIDATION in capabilities and not self._attach_coherence(
+            chosen, breaker, endpoint
+        ):
+            # Its notifications cannot be heard (a backend failure, counted and logged):
+            # L1 only, short-lived as while notifications are down; the plan is rebuilt
+            # after that time (without I/O while the breaker is open).
+            backend = abackend = None
+            ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
+            self.replan_at = monotonic() + DEGRADED_L1_TTL
         self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
         max_value = opts.max_value_size or settings.max_value_size
         return Plan(
@@ -511,25 +552,42 @@ class CachedState:
 
     # -- coherence (see cachekit.coherence) ----------------------------------------
 
-    def _attach_coherence(self, backend: Any) -> None:
+    def _attach_coherence(self, backend: Any, breaker: Any, endpoint: str | None) -> bool:
+        """Subscribe to the backend's notifications; False when that failed (or its
+        breaker is open): a backend failure like any other, never the caller's."""
         from cachekit.coherence import generation_keys, router_for
 
-        coherence = backend.coherence()
-        if coherence is None:
-            return
-        self.gen_keys = generation_keys(
-            self.builder.prefix, self.options.namespace, self.options.tags
-        )
-        router_for(coherence).register(self, self.gen_keys)
-        self.coherence = coherence
+        if breaker is not None and not breaker.allow():
+            return False
+        gen_keys = generation_keys(self.builder.prefix, self.options.namespace, self.options.tags)
+        try:
+            coherence = backend.coherence()
+            if coherence is not None:
+                router_for(coherence).register(self, gen_keys)
+        except Exception as exc:
+            self._backend_failed(_Place(breaker=breaker, endpoint=endpoint), "listen", exc)
+            return False
+        if breaker is not None:
+            breaker.release_probe()  # no verdict: subscribing need not reach the server
+        if coherence is not None:
+            self.gen_keys = gen_keys
+            self.coherence = coherence
+        return True
 
     def refresh_generations(self) -> bool:
-        """Read the generation counters into the key salt; False when unreachable.
+        """Read the generation counters into the key salt; False when L2 must be skipped.
 
-        A backend read like any other: while the breaker is open it does no I/O.
+        A backend read like any other: while the breaker is open it does no I/O. A call
+        whose read fails skips L2 (it paid its one timeout). For GENERATION_RETRY seconds
+        after that, calls do not read them again: they use the generations read last,
+        while those are at most STALE_GENERATIONS_TTL seconds past current (on a Cluster,
+        the node holding one counter is down: the function's other keys keep L2).
         """
-        from cachekit.coherence import encode_generations
+        from cachekit.coherence import GENERATION_RETRY, encode_generations
 
+        now = monotonic()
+        if now < self.gens_retry_at:
+            return self._stale_generations_usable(now)
         plan = self.plan
         breaker = plan.breaker if plan is not None else None
         if breaker is not None and not breaker.allow():
@@ -539,11 +597,31 @@ class CachedState:
         except Exception as exc:
             if plan is not None:
                 self._backend_failed(plan, "generations", exc)
+            self.gens_retry_at = monotonic() + GENERATION_RETRY
             return False
         if breaker is not None:
             breaker.success()
         self.builder.salt = encode_generations(values)
         self.gens_ok = True
+        self.gens_lost_at = None
+        return True
+
+    def _stale_generations_usable(self, now: float) -> bool:
+        """May a miss use the generations read last, which could not be re-read?"""
+        from cachekit.coherence import STALE_GENERATIONS_TTL
+
+        lost = self.gens_lost_at
+        if lost is None or now - lost > STALE_GENERATIONS_TTL:
+            return False
+        if self._stale_warned != lost:  # once per outage
+            self._stale_warned = lost
+            _log().warning(
+                "[E010] the generation counters of %s cannot be read; its misses use the "
+                "generations read last for up to %.0f s after they stopped being current, "
+                "then skip the backend until the counters answer again.",
+                self.name,
+                STALE_GENERATIONS_TTL,
+            )
         return True
 
     def l2_ready(self) -> bool:
@@ -563,6 +641,8 @@ class CachedState:
         """Drop this function's L1 and re-read its generations at the next miss."""
         with self._coh_lock:
             self.epoch += 1
+            if self.gens_ok:  # current until now: usable a while if they cannot be re-read
+                self.gens_lost_at = monotonic()
             self.gens_ok = False
             self.index.clear()
         if self.l1 is not None:
@@ -582,6 +662,18 @@ class CachedState:
             lkey = self.index.pop(digest, _NO_HIT)
         if lkey is not _NO_HIT and self.l1 is not None:
             self.l1.pop(lkey)
+
+    def _expect_own_notice(self, bkey: str) -> bool:
+        """Before a write (sync or async): record it when its notice could evict our L1.
+
+        Only an L1 needs the record (the notice must not evict what we just stored);
+        without one no notice is routed here, so a record would never be cleared.
+        Returns whether one was made, to be undone if the write fails.
+        """
+        if self.coherence is None or self.l1 is None:
+            return False
+        self._own_write(bkey, 1)
+        return True
 
     def _own_write(self, bkey: str, delta: int) -> None:
         digest = bkey[-DIGEST_HEX_LENGTH:]
@@ -631,6 +723,8 @@ class CachedState:
             value, payload, expires = yield ("get",)
             if value is not MISSING:
                 return ("found", value, payload, expires)
+            if payload is _UNREACHABLE:
+                return _LOCK_FAILED  # one timeout per call: no more lock attempts
             if monotonic() > deadline:
                 return None
 
@@ -657,10 +751,17 @@ class CachedState:
                 reply = self.l2_get(plan, bkey)
 
     def l2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
+        """Release the lock, unless the breaker is open: the lease frees it anyway."""
+        breaker = plan.breaker
+        if breaker is not None and not breaker.allow():
+            return
         try:
             plan.backend.release_lock(self._lock_key(bkey), token)
-        except Exception as exc:  # the lease frees it anyway
+        except Exception as exc:
             self._backend_failed(plan, "unlock", exc)
+            return
+        if breaker is not None:
+            breaker.success()
 
     async def al2_lock(self, plan: Plan, bkey: str) -> Any:
         """The async driver of _lock_steps."""
@@ -694,10 +795,20 @@ class CachedState:
                 reply = await self.al2_get(plan, bkey)
 
     async def al2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
+        breaker = plan.breaker  # as l2_unlock
+        if breaker is not None and not breaker.allow():
+            return
         try:
             await self._acall(plan, "release_lock", self._lock_key(bkey), token)
         except Exception as exc:
             self._backend_failed(plan, "unlock", exc)
+            return
+        except BaseException:
+            if breaker is not None:
+                breaker.release_probe()
+            raise
+        if breaker is not None:
+            breaker.success()
 
     def l1_fill(
         self,
@@ -825,7 +936,7 @@ class CachedState:
 
     # -- backend I/O (fail open) ---------------------------------------------------
 
-    def _backend_failed(self, plan: Plan, op: str, exc: BaseException) -> None:
+    def _backend_failed(self, plan: Plan | _Place, op: str, exc: BaseException) -> None:
         self.counts[ERRORS] += 1
         if plan.breaker is not None:
             if _transient(exc):
@@ -873,7 +984,12 @@ class CachedState:
                     allow_compressed=self.options.compress,
                 )
                 expires_at = header.expires_at
-            if expires_at is not None and expires_at <= time():
+            if expires_at is None:
+                if plan.encryptor is not None:
+                    # Authentic but unbounded: a replay could last forever. Writers
+                    # under encryption always record an expiry (SECURE_MAX_TTL).
+                    return MISSING, None, None
+            elif expires_at <= time():
                 # Past the expiry its writer recorded (authenticated under encryption
                 # or signing): a stale copy put back, or a backend that kept it too long.
                 return MISSING, None, None
@@ -917,31 +1033,31 @@ class CachedState:
             blob = plan.backend.get(bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, (_UNREACHABLE if _transient(exc) else None), None
+            return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
         if breaker is not None:
             breaker.success()
         if blob is MISSING or blob is None:
             return MISSING, None, None
         return self._decode(plan, blob, bkey)
 
-    def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
+    def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
+        """Store the envelope; False when the backend was not reached (breaker open or a
+        transient failure): the rest of the call then leaves the backend alone."""
         blob = self._seal(plan, payload, bkey)
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
-            return
-        # Own writes only matter to an L1 (the notice must not evict what we just stored).
-        tracked = self.coherence is not None and self.l1 is not None
-        if tracked:
-            self._own_write(bkey, 1)
+            return False
+        tracked = self._expect_own_notice(bkey)
         try:
             plan.backend.set(bkey, blob, plan.ttl)
         except Exception as exc:
             if tracked:
                 self._own_write(bkey, -1)
             self._backend_failed(plan, "set", exc)
-            return
+            return not _unreachable(exc)
         if breaker is not None:
             breaker.success()
+        return True
 
     async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
         b = plan.abackend
@@ -974,7 +1090,7 @@ class CachedState:
             blob = await self._acall(plan, "get", bkey)
         except Exception as exc:
             self._backend_failed(plan, "get", exc)
-            return MISSING, (_UNREACHABLE if _transient(exc) else None), None
+            return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
         except BaseException:  # cancelled: not the backend's fault
             if breaker is not None:
                 breaker.release_probe()
@@ -985,21 +1101,20 @@ class CachedState:
             return MISSING, None, None
         return self._decode(plan, blob, bkey)
 
-    async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> None:
+    async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
+        """l2_set for async callers (the same answer)."""
         blob = self._seal(plan, payload, bkey)
         breaker = plan.breaker
         if breaker is not None and not breaker.allow():
-            return
-        tracked = self.coherence is not None
-        if tracked:
-            self._own_write(bkey, 1)
+            return False
+        tracked = self._expect_own_notice(bkey)
         try:
             await self._acall(plan, "set", bkey, blob, plan.ttl)
         except Exception as exc:
             if tracked:
                 self._own_write(bkey, -1)
             self._backend_failed(plan, "set", exc)
-            return
+            return not _unreachable(exc)
         except BaseException:
             if tracked:
                 self._own_write(bkey, -1)
@@ -1008,6 +1123,7 @@ class CachedState:
             raise
         if breaker is not None:
             breaker.success()
+        return True
 
     # -- storing -------------------------------------------------------------------
 
@@ -1342,6 +1458,38 @@ class CachedState:
                 report["status"] = "degraded"
         return report
 
+    # -- single flight (one decision for the sync and async paths) --------------------
+
+    def enter_flight(self, lkey: Any, new: Callable[[], Any]) -> tuple[Any, Any]:
+        """Join or start the flight computing ``lkey``: (flight, role).
+
+        ``role`` is a context token when this caller leads (it must end with
+        leave_flight), _WAIT when another caller leads (wait for its outcome), or
+        _REENTER when this very thread or task already leads it: the function calls
+        itself with the same arguments, and waiting for itself would never end, so it
+        computes outside the flight, like plain Python recursion.
+        """
+        with self.inflight_lock:
+            flight = self.inflight.get(lkey)
+            if flight is None:
+                flight = self.inflight[lkey] = new()
+                return flight, _LEADING.set((*_LEADING.get(), flight))
+        return flight, (_REENTER if flight in _LEADING.get() else _WAIT)
+
+    def leave_flight(
+        self, lkey: Any, flight: Any, token: Any, pair: Any, error: BaseException | None
+    ) -> None:
+        """The leader's end: hand the outcome to the waiters and retire the flight."""
+        _LEADING.reset(token)
+        if error is None:
+            flight.set_result(pair)
+        else:
+            # A cancelled or interrupted leader is nobody else's outcome: a waiter takes over.
+            flight.set_exception(error if isinstance(error, Exception) else _LeaderGone())
+        with self.inflight_lock:
+            if self.inflight.get(lkey) is flight:
+                del self.inflight[lkey]
+
     def after_fork(self) -> None:
         self.inflight = {}
         self.inflight_lock = allocate_lock()
@@ -1382,6 +1530,16 @@ def _transient(exc: BaseException) -> bool:
     if flag is not None:
         return bool(flag)
     return isinstance(exc, (OSError, TimeoutError))
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Was the backend, or the part of it that holds the key, out of reach?
+
+    Wider than _transient: a Cluster node's own breaker counts its failures (its
+    NodeUnavailableError is not transient for the endpoint's breaker), yet the rest of
+    the call must leave that node alone too, or it pays a second timeout there.
+    """
+    return _transient(exc) or isinstance(exc, (OSError, TimeoutError))
 
 
 def _async_mode_for(backend: Any) -> str:
@@ -1467,17 +1625,16 @@ class _Flight:
 
     Lighter than concurrent.futures.Future (which also costs import time): a lock
     held by the leader until the outcome is set; each waiter acquires and releases
-    it in turn. ``owner`` is the leader's thread, to detect same-key recursion.
+    it in turn.
     """
 
-    __slots__ = ("_error", "_lock", "_value", "owner")
+    __slots__ = ("_error", "_lock", "_value")
 
     def __init__(self) -> None:
         self._lock = allocate_lock()
         self._lock.acquire()
         self._value: Any = None
         self._error: BaseException | None = None
-        self.owner = get_ident()
 
     def set_result(self, value: Any) -> None:
         self._value = value
@@ -1619,25 +1776,18 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         bkey: str | None,
         read: Any = True,
     ) -> Any:
-        plan = state.plan or state.resolve()
+        plan = state.resolve()
         if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
             counts[BYPASSED] += 1
             return func(*args, **kwargs)
         if not single_flight:
             return compute(plan, args, kwargs, lkey, bkey, read)[0]
         while True:
-            fut: Any
-            with state.inflight_lock:
-                fut = state.inflight.get(lkey)
-                leader = fut is None
-                if leader:
-                    fut = state.inflight[lkey] = _Flight()
-            if leader:
-                break
-            if fut.owner == get_ident():
-                # The function calls itself with the same arguments: waiting for
-                # ourselves would deadlock, so compute (and recurse) like plain Python.
+            fut, role = state.enter_flight(lkey, _Flight)
+            if role is _REENTER:
                 return compute(plan, args, kwargs, lkey, bkey)[0]
+            if role is not _WAIT:
+                break
             try:
                 stored, loads = fut.result()
             except _LeaderGone:
@@ -1647,15 +1797,10 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         try:
             value, pair = compute(plan, args, kwargs, lkey, bkey, read)
         except BaseException as exc:
-            fut.set_exception(exc if isinstance(exc, Exception) else _LeaderGone())
+            state.leave_flight(lkey, fut, role, None, exc)
             raise
-        else:
-            fut.set_result(pair)
-            return value
-        finally:
-            with state.inflight_lock:
-                if state.inflight.get(lkey) is fut:
-                    del state.inflight[lkey]
+        state.leave_flight(lkey, fut, role, pair, None)
+        return value
 
     def compute(
         plan: Plan,
@@ -1705,8 +1850,12 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             state.debug("miss", bkey, args, kwargs)
             result = func(*args, **kwargs)
             value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-            if payload is not None and use_l2:
-                state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+            if (
+                payload is not None
+                and use_l2
+                and not state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+            ):
+                token = None  # unreachable: no second timeout unlocking, the lease frees it
         finally:
             if token is not None:
                 state.l2_unlock(plan, bkey, token)  # type: ignore[arg-type]
@@ -1825,24 +1974,25 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
     ) -> Any:
         import asyncio
 
-        plan = state.plan or state.resolve()
+        plan = state.resolve()
         if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
             counts[BYPASSED] += 1
             return await func(*args, **kwargs)
         if not single_flight:
             return (await compute(plan, args, kwargs, lkey, bkey))[0]
         while True:
-            fut: Any
-            with state.inflight_lock:
-                fut = state.inflight.get(lkey)
-                leader = fut is None
-                if leader:
-                    fut = state.inflight[lkey] = _new_future()
-            if leader:
+            fut, role = state.enter_flight(lkey, _new_future)
+            if role is _REENTER:
+                return (await compute(plan, args, kwargs, lkey, bkey))[0]
+            if role is not _WAIT:
                 break
+            outcome = asyncio.wrap_future(fut)
+            # A waiter cancelled meanwhile leaves the outcome unread: read it, or asyncio
+            # logs "Future exception was never retrieved" for a routine cancellation.
+            outcome.add_done_callback(_retrieve_outcome)
             try:
                 # shield: a cancelled waiter must not cancel the shared future.
-                stored, loads = await asyncio.shield(asyncio.wrap_future(fut))
+                stored, loads = await asyncio.shield(outcome)
             except _LeaderGone:
                 continue
             counts[COALESCED] += 1
@@ -1850,15 +2000,10 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         try:
             value, pair = await compute(plan, args, kwargs, lkey, bkey)
         except BaseException as exc:
-            fut.set_exception(exc if isinstance(exc, Exception) else _LeaderGone())
+            state.leave_flight(lkey, fut, role, None, exc)
             raise
-        else:
-            fut.set_result(pair)
-            return value
-        finally:
-            with state.inflight_lock:
-                if state.inflight.get(lkey) is fut:
-                    del state.inflight[lkey]
+        state.leave_flight(lkey, fut, role, pair, None)
+        return value
 
     async def compute(
         plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
@@ -1897,8 +2042,14 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
             state.debug("miss", bkey, args, kwargs)
             result = await func(*args, **kwargs)
             value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-            if payload is not None and use_l2:
-                await state.al2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
+            if (
+                payload is not None
+                and use_l2
+                and not await state.al2_set(
+                    plan, bkey or builder.backend_key(args, kwargs), payload
+                )
+            ):
+                token = None  # as in the sync compute: the lease frees the lock
         finally:
             if token is not None:
                 await state.al2_unlock(plan, bkey, token)  # type: ignore[arg-type]

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEGRADED_L1_TTL",
     "GENERATION_PREFIX",
+    "GENERATION_RETRY",
+    "STALE_GENERATIONS_TTL",
     "Router",
     "generation_keys",
     "router_for",
@@ -48,6 +50,11 @@ __all__ = [
 GENERATION_PREFIX = "cachekit:gen:"
 #: Longest L1 lifetime while notifications are not known to flow, in seconds.
 DEGRADED_L1_TTL = 1.0
+#: Seconds after a failed read of a function's generation counters before it is tried again.
+GENERATION_RETRY = 1.0
+#: How long after a function's generations stopped being known to be current (its
+#: notifications were lost) a miss may still use them when they cannot be re-read.
+STALE_GENERATIONS_TTL = 30.0
 
 
 def generation_keys(
@@ -142,6 +149,7 @@ def router_for(coherence: Any) -> Router:
     with _routers_lock:
         found = _routers.get(id(coherence))
         if found is None or found.coherence is not coherence:
-            found = _routers[id(coherence)] = Router(coherence)
-            coherence.listen(found)
+            found = Router(coherence)
+            coherence.listen(found)  # if it raises, nothing is kept: the next call retries
+            _routers[id(coherence)] = found
     return found
