@@ -606,14 +606,22 @@ def test_open_encrypted_truncations_are_left_to_unseal_or_rejected():
             unseal(blob[:length], serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
 
 
-def test_open_encrypted_tells_corruption_from_tampering():
+def test_open_encrypted_treats_corruption_as_tampering():
+    """Under encryption a rotted bit and a forged one look the same: both are E003
+    (issue 11 item 4), so that fail_closed raises for either."""
     blob = _encrypted()
     corrupted = flip(blob, 8 * (len(blob) - 5))  # a payload bit; the CRC no longer matches
-    assert open_encrypted(corrupted, "msgpack", KEY, ENCRYPTOR) is None
-    with pytest.raises(EnvelopeError):  # unseal then reports E006
+    with pytest.raises(DecryptionError):
+        open_encrypted(corrupted, "msgpack", KEY, ENCRYPTOR)
+    with pytest.raises(DecryptionError):
         unseal(corrupted, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
-    with pytest.raises(DecryptionError):  # the same change with a valid CRC: E003
+    with pytest.raises(DecryptionError):  # the same change with a valid CRC
         open_encrypted(with_valid_crc(corrupted), "msgpack", KEY, ENCRYPTOR)
+    bad_magic = b"XK" + blob[2:]
+    with pytest.raises(DecryptionError):  # not even an envelope: still E003 under encryption
+        unseal(bad_magic, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR)
+    with pytest.raises(EnvelopeError):  # without an encryptor it stays E006
+        unseal(corrupted, serializer="msgpack", key=KEY)
     with pytest.raises(DecryptionError):  # copied to another key
         open_encrypted(blob, "msgpack", OTHER_KEY, ENCRYPTOR)
 

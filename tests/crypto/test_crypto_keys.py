@@ -140,8 +140,8 @@ def test_valid_master_keys_are_accepted(value):
         ("abcd", 1),
         (f"{K2},not-a-key-at-all-but-long-enough-to-look-like-one-xxxxxxxxxxxxxx", 2),
         (f"{K2}, {K3}, {K1[:40]}", 3),
-        (f"{K2},,{K3[:-1]}", 3),
-        (f"{K2}, {K3}\t,   ,{K1}  ,{'0x' + K1}", 5),
+        (f"{K2},,{K3[:-1]}", 2),  # positions count keys, not separators
+        (f"{K2}, {K3}\t,   ,{K1}  ,{'0x' + K1}", 4),
     ],
 )
 def test_a_malformed_previous_key_is_e002_naming_the_variable_and_position(previous, position):

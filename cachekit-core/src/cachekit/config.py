@@ -20,6 +20,7 @@ __all__ = [
     "BACKEND_VARIABLES",
     "DEFAULT_TTL",
     "ENVIRONMENT",
+    "SECURE_MAX_TTL",
     "Settings",
     "backend_from_env",
     "parse_bool",
@@ -28,6 +29,9 @@ __all__ = [
 
 #: Default time to live of cached values, in seconds (CACHEKIT_DEFAULT_TTL overrides it).
 DEFAULT_TTL = 3600.0
+#: With encryption, ``ttl=None`` means this many seconds (one day): every encrypted
+#: entry carries an authenticated expiry, so a copy put back later is refused.
+SECURE_MAX_TTL = 86400.0
 
 #: Where the backend URL comes from when ``backend=`` is not given, in order.
 BACKEND_VARIABLES = ("CACHEKIT_BACKEND", "CACHEKIT_REDIS_URL", "REDIS_URL")

@@ -141,6 +141,12 @@ def build_options(intent: str, given: Mapping[str, Any]) -> Options:
                 f"got {cb!r}."
             )
     enc = values.get("encryption", False)
+    if values.get("compress") and enc is not False and enc is not None:
+        raise ConfigurationError(
+            "compress=True cannot be combined with encryption: compressing before "
+            "encrypting lets whoever sees the stored sizes learn the content (the CRIME "
+            "attack). Remove compress=True from this secure function."
+        )
     if enc is True or isinstance(enc, str):
         # Fail at decoration when the encryptor's package is missing (E041).
         from cachekit.plugins import encryptor_spec

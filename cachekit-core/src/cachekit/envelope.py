@@ -282,9 +282,10 @@ def open_encrypted(
     ``serializer`` under ``key``; None for any other shape (then :func:`unseal` decides).
 
     The read path of ``@cache.secure``: the AEAD tag covers every header field the
-    CRC does (version, flags, serializer id, expiry, key id), so the CRC is only
-    checked when decryption fails, to report corruption (E006, from :func:`unseal`)
-    apart from tampering (E003, raised here).
+    CRC does (version, flags, serializer id, expiry, key id), so the CRC is not
+    checked. A blob that fails authentication raises DecryptionError (E003), whether
+    a bit rotted or someone changed it: under encryption the two cannot be told
+    apart, so both count as tampering (``fail_closed`` raises).
     """
     if type(blob) is not bytes:
         return None
@@ -312,12 +313,7 @@ def open_encrypted(
     key_id = kid_raw.decode("ascii")
     pos += 1 + m
     ctx = _context(flags, serializer, key_id, key, expires)
-    try:
-        payload = encryptor.decrypt(blob[pos:], ctx, key_id=key_id)
-    except DecryptionError:
-        if int.from_bytes(blob[4:8], "big") != _crc32(memoryview(blob)[8:], _crc32(head)):
-            return None  # corrupted, not forged: unseal reports E006
-        raise
+    payload = encryptor.decrypt(blob[pos:], ctx, key_id=key_id)
     return payload, (int.from_bytes(expires, "big") / 1000.0 if expires else None)
 
 
@@ -364,17 +360,16 @@ def unseal(
     that never writes compressed entries has no reason to inflate one),
     :class:`IntegrityError` (bad signature) or :class:`DecryptionError` (AEAD failure).
     """
-    header = read_header(blob)
-    if header.serializer != serializer:
-        raise EnvelopeError(
-            f"entry was written by serializer {header.serializer!r}, expected {serializer!r}"
-        )
-    if header.flags & FLAG_COMPRESSED and not allow_compressed:
-        raise EnvelopeError(
-            "entry is compressed but this cache does not compress (compress=False): refused "
-            "without inflating it. If another process writes it with compress=True, give "
-            "every process the same compress= setting."
-        )
+    if encryptor is not None:
+        # Under encryption, whatever is not an authentic envelope is E003 (fail_closed
+        # raises): a bad header is a failed authentication, not mere corruption.
+        try:
+            header = read_header(blob)
+        except EnvelopeError as exc:
+            reason = exc.message.rstrip(".")
+            raise DecryptionError(f"entry is not an intact encrypted envelope: {reason}.") from None
+    else:
+        header = read_header(blob)
     payload = bytes(blob)[header.payload_offset :]
     flags = header.flags
     expires = b"" if header.expires_ms is None else header.expires_ms.to_bytes(8, "big")
@@ -393,6 +388,18 @@ def unseal(
             raise IntegrityError("signature verification failed for a signed cache entry.")
     elif require_authentication:
         raise EnvelopeError("entry carries no signature and its serializer requires one")
+    # Checked after authentication, so that under encryption a changed serializer id or
+    # compressed flag fails as E003 above; an authentic entry of another shape is E006.
+    if header.serializer != serializer:
+        raise EnvelopeError(
+            f"entry was written by serializer {header.serializer!r}, expected {serializer!r}"
+        )
+    if flags & FLAG_COMPRESSED and not allow_compressed:
+        raise EnvelopeError(
+            "entry is compressed but this cache does not compress (compress=False): refused "
+            "without inflating it. If another process writes it with compress=True, give "
+            "every process the same compress= setting."
+        )
     if flags & FLAG_COMPRESSED:
         # Bounded: a small blob must not expand into gigabytes (decompression bomb).
         inflater = zlib.decompressobj()

@@ -40,6 +40,7 @@ __all__ = [
     "DIGEST_HEX_LENGTH",
     "FAST_TYPES",
     "RESERVED_NAMESPACES",
+    "SECURE_KEY_FORMAT",
     "KeyBuilder",
     "canonical_bytes",
     "digest",
@@ -58,6 +59,11 @@ FAST_TYPES = frozenset({int, str, bytes, float, bool, type(None)})
 #: Key segments right after ``cachekit:`` that cachekit uses for its own keys
 #: (``cachekit:gen:`` holds generation counters), so no namespace may take them.
 RESERVED_NAMESPACES = frozenset({"gen"})
+
+#: The key-name segment of ``@cache.secure`` keys, after the function name: the
+#: format of their keyed digests (version 2 binds the function into the key).
+SECURE_KEY_FORMAT = "s2"
+_FUNCTION_KEY_LABEL = b"cachekit/s2/function-naming-key"
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -455,10 +461,14 @@ class KeyBuilder:
         key_func: Callable[..., Any] | None = None,
         secret: bytes | None = None,
         tenant: Callable[[], str] | None = None,
+        secure: bool = False,
     ) -> None:
         validate_namespace(namespace)
         fname = name or function_name(func)
         self.prefix = f"cachekit:{namespace}:{fname}:" if namespace else f"cachekit:{fname}:"
+        if secure:
+            # Keyed digests of another format live under other names: never mixed up.
+            self.prefix += SECURE_KEY_FORMAT + ":"
         self.skip_first = skip_first
         self.key_func = key_func
         self.tenant = tenant
@@ -534,6 +544,18 @@ class KeyBuilder:
             raise _Unbindable from None
         bound.apply_defaults()
         return tuple(bound.arguments.values())
+
+    def use_naming_key(self, naming_key: bytes) -> None:
+        """Key the digests with this function's own subkey of ``naming_key``.
+
+        The subkey is keyed BLAKE2b of the length-prefixed key prefix (namespace,
+        function, format), so the same arguments of two functions give unrelated
+        digests: a reader of the backend cannot link ``record(4711)`` to
+        ``test_result(4711)``.
+        """
+        identity = self.prefix.encode("utf-8", "surrogatepass")
+        data = _FUNCTION_KEY_LABEL + len(identity).to_bytes(4, "big") + identity
+        self.secret = blake2b(data, digest_size=32, key=bytes(naming_key)[:64]).digest()
 
     def l1_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The in-process key: a typed tuple on the fast path, else the digest."""

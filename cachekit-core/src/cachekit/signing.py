@@ -51,6 +51,13 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = b"") ->
 def parse_hex_key(value: str, variable: str = "CACHEKIT_MASTER_KEY") -> bytes:
     """Decode a hex key of at least 32 bytes; raise E002 (never echoing the key) otherwise."""
     text = value.strip()
+    if any(c.isspace() for c in text):
+        # bytes.fromhex skips whitespace: two keys joined by a space or newline would
+        # pass as one long key, silently different from either.
+        raise MasterKeyFormatError(
+            f"{variable} must be hex-encoded, minimum 32 bytes, and one key: it contains "
+            "whitespace inside the key. Give a single key of hex characters only."
+        )
     try:
         key = bytes.fromhex(text)
     except ValueError:

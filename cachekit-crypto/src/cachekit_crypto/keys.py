@@ -5,8 +5,8 @@ The environment holds the keys:
 * ``CACHEKIT_MASTER_KEY``: the current master key, hex, at least 32 bytes. Every
   new entry is encrypted under it. Unset or empty is E001; anything else that is
   not a valid key (not hex, odd length, too short, only whitespace) is E002.
-* ``CACHEKIT_PREVIOUS_MASTER_KEYS``: retired keys that stay readable, comma
-  separated, newest first (spaces around commas and empty items are ignored). Each
+* ``CACHEKIT_PREVIOUS_MASTER_KEYS``: retired keys that stay readable, newest
+  first, separated by commas, spaces or newlines (empty items are ignored). Each
   item is checked like the current key; E002 names the variable and the item's
   position, never its value.
 
@@ -274,12 +274,12 @@ _keyrings: _Lru[bytes, Keyring] = _Lru(KEYRING_CACHE_SIZE)
 
 
 def _split_previous(raw: str) -> list[tuple[int, str]]:
-    """(1-based position, item) of every non-empty comma-separated item."""
-    return [
-        (position, item.strip())
-        for position, item in enumerate(raw.split(","), start=1)
-        if item.strip()
-    ]
+    """(1-based position, item) of every key, separated by commas and/or whitespace.
+
+    Whitespace separates too: ``bytes.fromhex`` skips it, so two keys joined by a
+    space or a newline would otherwise parse silently as one long, wrong key.
+    """
+    return list(enumerate(raw.replace(",", " ").split(), start=1))
 
 
 def _parse(master_raw: str, previous_raw: str) -> Keyring:
