@@ -463,6 +463,11 @@ class CachedState:
             if self.plan is None or (due is not None and monotonic() >= due):
                 self.replan_at = None
                 self.plan = self._build_plan()
+                if self.coherence is not None and not self.gens_ok:
+                    # First read of the generations, before any miss notes its epoch: a
+                    # backend may wait there for its notification stream, whose "notices
+                    # may be lost" reset then lands before the first store, not after it.
+                    self.refresh_generations()
             return self.plan
 
     def _build_plan(self) -> Plan:

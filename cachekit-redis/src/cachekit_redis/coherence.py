@@ -94,7 +94,12 @@ class RedisCoherence:
             else None
         )
         # Counters this process just created: their creation notice is no invalidation.
-        self._created: dict[bytes, float] = {}
+        # Several threads may try to create one counter at once: each expects a notice
+        # until its SET NX says another won (key -> [expected notices, deadline]).
+        self._created: dict[bytes, list[float]] = {}
+        # The outcome of the stream's first connect, which the first caller waits for.
+        self._first_attempt = threading.Event()
+        self._first_failure: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"RedisCoherence({self.endpoint!r}, healthy={self.healthy})"
@@ -114,6 +119,16 @@ class RedisCoherence:
         from cachekit.errors import BackendError
 
         self._ensure_started()
+        if not self._first_attempt.is_set():
+            # Tracking goes on before the first read and the first store: the first
+            # connect's "may have lost notices" reset then finds nothing to drop, and the
+            # first entries get their full lifetime (about one connection set-up, once).
+            wait = self.settings.socket_connect_timeout + 2 * self.settings.socket_timeout
+            self._first_attempt.wait(wait)
+        failed, self._first_failure = self._first_failure, None
+        if failed is not None:
+            # The stream's first connect just paid a timeout: the caller pays no second one.
+            raise translate(failed, self.endpoint, "listen") from failed
         keys = list(keys)
         try:
             values = self._mget(keys)
@@ -125,10 +140,9 @@ class RedisCoherence:
                     # must not swallow a later, real bump.
                     expect = self.healthy
                     if expect:
-                        with self._lock:
-                            self._created[key.encode()] = monotonic() + 2.0
+                        self._expect_created(key.encode(), 1)
                     if not self._on_node(key, "SET NX generation", _create, key) and expect:
-                        self._forget_created(key.encode())  # someone else created it
+                        self._expect_created(key.encode(), -1)  # someone else created it
                 values = self._mget(keys)
         except BackendError:
             raise  # a node's verdict, already translated
@@ -136,11 +150,19 @@ class RedisCoherence:
             raise translate(exc, self.endpoint, "MGET generations") from exc
         return [int(v) if v is not None else 0 for v in values]
 
+    def _expect_created(self, key: bytes, delta: int) -> None:
+        with self._lock:
+            entry = self._created.setdefault(key, [0.0, 0.0])
+            entry[0] += delta
+            entry[1] = monotonic() + 2.0
+            if entry[0] <= 0:
+                del self._created[key]
+
     def _forget_created(self, key: bytes) -> bool:
         """Consume the expected notice of our own counter creation; True if expected."""
         with self._lock:
-            until = self._created.pop(key, None)
-        return until is not None and until >= monotonic()
+            entry = self._created.pop(key, None)
+        return entry is not None and entry[1] >= monotonic()
 
     def _mget(self, keys: list[str]) -> list[Any]:
         nodes = self._nodes
@@ -190,6 +212,11 @@ class RedisCoherence:
                 log.exception("coherence listener failed")
 
     def _ensure_started(self) -> None:
+        """Start the listener thread (without waiting: listen() must not block).
+
+        generations() waits for the thread's first connect; when that fails, the
+        waiting read raises at once, so the first call pays one timeout, not two.
+        """
         if self._threads and all(t.is_alive() for t in self._threads):
             return
         if not self._listeners:
@@ -198,6 +225,7 @@ class RedisCoherence:
             if self._threads and all(t.is_alive() for t in self._threads):
                 return
             self._stop.clear()
+            self._first_attempt.clear()
             thread = threading.Thread(
                 target=self._run, name=f"cachekit-coherence {self.endpoint}", daemon=True
             )
@@ -222,10 +250,15 @@ class RedisCoherence:
                     self.reconnects += 1
                 self._connected_once = True
                 self.healthy = True
+                self._first_attempt.set()
                 backoff = 0.05
                 self._serve(conns)
             except Exception as exc:
                 from cachekit.errors import BackendUnavailableError
+
+                if not self._first_attempt.is_set():
+                    self._first_failure = exc
+                    self._first_attempt.set()
 
                 if isinstance(translate(exc, self.endpoint, "listen"), BackendUnavailableError):
                     log.debug("notification stream of %s interrupted: %r", self.endpoint, exc)
