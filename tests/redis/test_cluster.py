@@ -827,3 +827,94 @@ def test_a_counter_lost_with_its_master_must_not_bring_back_invalidated_entries(
     served = fn(arg)
     print(f"\n[cluster] after master {victim} restarted empty, {arg!r} -> {served!r}")
     assert served == "after"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11 item 19: the master holding a function's generation counter, or a key, frozen
+
+#: Short command timeouts for the frozen-master tests below (a call's cost is counted in them).
+FROZEN_TIMEOUT = 0.3
+
+
+def _counters_on(fn: Any, cluster: LocalRedisCluster) -> set[int]:
+    """The masters holding ``fn``'s generation counters."""
+    return {cluster.node_for_key(key) for key in fn.__cachekit__.gen_keys}
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_a_miss_on_a_frozen_master_pays_one_timeout_not_two(clean_redis_cluster, flavor):
+    """The key's GET times out on its frozen master: the miss must not then try to take the
+    key's lock on that same master (a second timeout); it computes and returns."""
+    cluster = clean_redis_cluster
+    url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
+    maker = make_async_copy if flavor == "async" else make_copy
+    for i in range(100):
+        fn = maker(url, l1=False, namespace=f"onetimeout{i}")
+        fn.cache_key("x")  # resolves it: its generation counters are known
+        victim = next((n for n in (1, 2, 0) if n not in _counters_on(fn, cluster)), None)
+        if victim is not None:
+            break
+    by_node = keys_on_every_node(cluster, fn, 1)
+    arg = by_node[victim][0]
+    loop = asyncio.new_event_loop()  # one loop: an asyncio client per loop
+    call = (lambda a: loop.run_until_complete(fn(a))) if flavor == "async" else fn
+    # Warm: the client exists and has its slot map (built later, it could ask the frozen node).
+    call(by_node[next(n for n in by_node if n != victim)][0])
+    errors = fn.cache_info().errors
+    cluster.nodes[victim].pause()
+    try:
+        started = time.monotonic()
+        assert call(arg)["key"] == arg
+        took = time.monotonic() - started
+    finally:
+        cluster.nodes[victim].resume()
+        loop.close()
+    # One backend operation failed (the GET), not two (GET, then SET NX of the lock).
+    assert fn.cache_info().errors - errors == 1
+    assert took < 1.8 * FROZEN_TIMEOUT, f"{took:.2f} s: more than one {FROZEN_TIMEOUT} s timeout"
+
+
+def test_a_frozen_master_holding_a_generation_counter_leaves_the_other_keys_in_l2(
+    clean_redis_cluster, report_figures
+):
+    """The function's namespace counter lives on the frozen master: its other keys keep
+    their L2 (the last generations read stand in for a bounded time), and no call pays
+    more than one timeout."""
+    cluster = clean_redis_cluster
+    url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
+    victim = 1
+    fn = make_copy(url, l1=False, namespace=_namespace_on(cluster, victim))
+    fn.cache_key("x")
+    assert victim in _counters_on(fn, cluster)
+    live = [
+        arg
+        for node, args in keys_on_every_node(cluster, fn, 3).items()
+        if node != victim
+        for arg in args
+    ]
+    for arg in live:
+        fn(arg)  # stored
+    coherence = fn.__cachekit__.coherence
+    wait_for(lambda: coherence.healthy)
+    cluster.nodes[victim].pause()
+    try:
+        wait_for(lambda: not coherence.healthy, 5)  # the stream of the frozen master is lost
+        hits, slowest = [], 0.0
+        for _ in range(5):
+            before = fn.cache_info().l2_hits
+            for arg in live:
+                started = time.monotonic()
+                assert fn(arg)["key"] == arg
+                slowest = max(slowest, time.monotonic() - started)
+            hits.append(fn.cache_info().l2_hits - before)
+            time.sleep(0.2)
+    finally:
+        cluster.nodes[victim].resume()
+    # A call that tries the counters and times out skips L2; every other call hits it.
+    assert sum(hits) >= 5 * len(live) - 3, hits
+    assert slowest < 1.8 * FROZEN_TIMEOUT, f"a call took {slowest:.2f} s"
+    report_figures(
+        f"[cluster] master holding a function's counter frozen: L2 hits per round of "
+        f"{len(live)} live keys {hits}; slowest call {slowest * 1000:.0f} ms "
+        f"(timeout {FROZEN_TIMEOUT * 1000:.0f} ms)"
+    )

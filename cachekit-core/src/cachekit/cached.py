@@ -439,6 +439,7 @@ class CachedState:
         # they are, or none was ever read), and when a failed read may be tried again.
         self.gens_lost_at: float | None = None
         self.gens_retry_at = 0.0
+        self.gens_partial = False  # that read failed on a part of the backend only
         self._stale_warned: float | None = None
         self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
         self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
@@ -583,10 +584,11 @@ class CachedState:
         """Read the generation counters into the key salt; False when L2 must be skipped.
 
         A backend read like any other: while the breaker is open it does no I/O. A call
-        whose read fails skips L2 (it paid its one timeout). For GENERATION_RETRY seconds
-        after that, calls do not read them again: they use the generations read last,
-        while those are at most STALE_GENERATIONS_TTL seconds past current (on a Cluster,
-        the node holding one counter is down: the function's other keys keep L2).
+        whose read fails skips L2 (it paid its one timeout), and for GENERATION_RETRY
+        seconds no call reads them again. When the failure was partial (a Cluster node
+        holding a counter is down; the rest answers), those calls use the generations
+        read last, for up to STALE_GENERATIONS_TTL seconds after they stopped being known
+        current, so the function's keys on the other nodes keep L2. Otherwise they skip L2.
         """
         from cachekit.coherence import GENERATION_RETRY, encode_generations
 
@@ -603,6 +605,7 @@ class CachedState:
             if plan is not None:
                 self._backend_failed(plan, "generations", exc)
             self.gens_retry_at = monotonic() + GENERATION_RETRY
+            self.gens_partial = _partial(exc)
             return False
         if breaker is not None:
             breaker.success()
@@ -616,7 +619,7 @@ class CachedState:
         from cachekit.coherence import STALE_GENERATIONS_TTL
 
         lost = self.gens_lost_at
-        if lost is None or now - lost > STALE_GENERATIONS_TTL:
+        if lost is None or not self.gens_partial or now - lost > STALE_GENERATIONS_TTL:
             return False
         if self._stale_warned != lost:  # once per outage
             self._stale_warned = lost
@@ -1545,6 +1548,12 @@ def _unreachable(exc: BaseException) -> bool:
     the call must leave that node alone too, or it pays a second timeout there.
     """
     return _transient(exc) or isinstance(exc, (OSError, TimeoutError))
+
+
+def _partial(exc: BaseException) -> bool:
+    """Unreachable, but only a part of the backend: the error says the rest is up and gives
+    the endpoint's breaker no failure (a Cluster node's NodeUnavailableError)."""
+    return getattr(exc, "transient", None) is False and isinstance(exc, (OSError, TimeoutError))
 
 
 def _async_mode_for(backend: Any) -> str:
