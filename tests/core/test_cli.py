@@ -467,3 +467,23 @@ def test_doctor_checks_the_l1_byte_budget() -> None:
     result = run("doctor", env=clean_env(CACHEKIT_L1_MAX_SIZE_MB="lots"))
     assert result.returncode == 1
     assert "CACHEKIT_L1_MAX_SIZE_MB" in result.stdout
+
+
+# --- options after the command -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["plugins", "doctor", "keygen", "demo"])
+@pytest.mark.parametrize(
+    ("flags", "level"), [(["-v"], 1), (["-vv"], 2), (["--verbose", "-v"], 2), ([], 0)]
+)
+def test_verbose_is_accepted_after_every_command(command: str, flags: list[str], level: int):
+    assert cli.build_parser().parse_args([command, *flags]).verbose == level
+    # ... and before it, as before.
+    assert cli.build_parser().parse_args([*flags, command]).verbose == level
+
+
+def test_doctor_vv_after_the_command_runs_the_doctor() -> None:
+    result = run("doctor", "-vv")
+    assert result.returncode == 0, output(result)
+    assert "unrecognized arguments" not in result.stderr
+    assert "everything looks fine" in result.stdout

@@ -461,6 +461,62 @@ def test_bad_environment_value_raises_e040_at_first_call(monkeypatch):
         f()
 
 
+# A TTL of 0 means "never expires" in some caches and "do not cache" in others, so
+# cachekit reads it as neither, in the decorator and in the environment alike.
+
+
+@pytest.mark.parametrize("zero", [0, 0.0, -0.0, datetime.timedelta(0)])
+def test_ttl_zero_is_refused_and_names_none_for_no_expiry(zero):
+    with pytest.raises(ConfigurationError) as err:
+        cache(ttl=zero)
+    assert err.value.code == "E040"
+    assert "ttl=None" in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["0", "0.0", " 0 ", "-0"])
+def test_default_ttl_zero_in_the_environment_is_refused_like_ttl_zero(monkeypatch, raw):
+    @cache()
+    def f():
+        return 1
+
+    monkeypatch.setenv("CACHEKIT_DEFAULT_TTL", raw)
+    with pytest.raises(ConfigurationError) as err:
+        f()
+    assert err.value.code == "E040"
+    assert "CACHEKIT_DEFAULT_TTL" in str(err.value) and "'none'" in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["none", "None", "never", "NEVER"])
+def test_the_environment_spells_no_expiry_as_a_word(monkeypatch, raw):
+    @cache()
+    def f():
+        return 1
+
+    monkeypatch.setenv("CACHEKIT_DEFAULT_TTL", raw)
+    f()
+    assert f.__cachekit__.plan.ttl is None
+
+
+def test_an_infinite_ttl_is_refused_with_a_pointer_to_none():
+    with pytest.raises(ConfigurationError) as err:
+        cache(ttl=float("inf"))
+    text = str(err.value)
+    assert "greater than 0" not in text  # inf is greater than 0: say what is wrong
+    assert "finite" in text and "ttl=None" in text
+
+
+def test_an_infinite_default_ttl_in_the_environment_points_to_none(monkeypatch):
+    @cache()
+    def f():
+        return 1
+
+    monkeypatch.setenv("CACHEKIT_DEFAULT_TTL", "inf")
+    with pytest.raises(ConfigurationError) as err:
+        f()
+    text = str(err.value)
+    assert "greater than 0" not in text and "finite" in text and "'none'" in text
+
+
 def test_nothing_configured_logs_one_info_line(caplog, monkeypatch):
     import cachekit.cached as cached_mod
 

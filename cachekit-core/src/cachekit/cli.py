@@ -977,13 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="version",
         version=f"cachekit {_version()} (Python {sys.version.split()[0]})",
     )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log cachekit's own messages to stderr (-v: INFO, -vv: DEBUG)",
-    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     p = sub.add_parser(
@@ -1003,13 +997,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=argparse.SUPPRESS,  # keeps a `cachekit -v plugins` given before the command
-        help="also print the traceback of each plugin that failed to load",
-    )
+    _add_verbose(p, f"also print the traceback of each plugin that failed to load; {_VERBOSE_HELP}")
     p.set_defaults(handler=_cmd_plugins)
 
     p = sub.add_parser(
@@ -1033,6 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the backend's ping (default: 3)",
     )
+    _add_verbose(p)
     p.set_defaults(handler=_cmd_doctor)
 
     p = sub.add_parser(
@@ -1056,6 +1045,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"key length in bytes, at least {MIN_KEY_BYTES} (default: {MIN_KEY_BYTES} = 64 hex "
         "characters)",
     )
+    _add_verbose(p)
     p.set_defaults(handler=_cmd_keygen)
 
     p = sub.add_parser(
@@ -1084,8 +1074,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the slow function takes per call (default: 0.3)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show progress on stderr")
+    _add_verbose(p)
     p.set_defaults(handler=_cmd_demo)
     return parser
+
+
+_VERBOSE_HELP = "log cachekit's own messages to stderr (-v: INFO, -vv: DEBUG)"
+
+
+def _add_verbose(command: argparse.ArgumentParser, help: str = _VERBOSE_HELP) -> None:
+    """-v/--verbose after the command too (`cachekit doctor -vv`), as before it."""
+    command.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,  # keeps a `cachekit -v doctor` given before the command
+        help=help,
+    )
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -7,6 +7,7 @@ example. docs/configuration.md lists them all; a test keeps that list and
 
 from __future__ import annotations
 
+import math
 import os
 
 from cachekit.errors import ConfigurationError
@@ -77,8 +78,13 @@ def parse_bool(name: str, raw: str, default: bool) -> bool:
     raise ConfigurationError(f"{name}={raw!r} must be one of: true, false, 1, 0, yes, no, on, off.")
 
 
-def parse_ttl(value: Any, what: str = "ttl") -> float | None:
-    """Seconds as a float, ``None`` for no expiry. Accepts int, float and timedelta."""
+def parse_ttl(value: Any, what: str = "ttl", no_expiry: str = "ttl=None") -> float | None:
+    """Seconds as a float, ``None`` for no expiry. Accepts int, float and timedelta.
+
+    0 is refused, here and in CACHEKIT_DEFAULT_TTL: some caches read it as "never
+    expires", others as "do not cache", so either reading would surprise someone.
+    ``no_expiry`` is how the caller spells "no expiry" in messages.
+    """
     if value is None:
         return None
     if type(value).__name__ == "timedelta" and hasattr(value, "total_seconds"):
@@ -88,9 +94,21 @@ def parse_ttl(value: Any, what: str = "ttl") -> float | None:
             f"{what} must be a number of seconds, a timedelta or None (no expiry); "
             f"got {type(value).__name__} {value!r}."
         )
-    if not 0 < value < float("inf"):  # also rejects NaN
+    if math.isnan(value):
+        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}.")
+    if value == 0:
         raise ConfigurationError(
-            f"{what} must be greater than 0 seconds (use None for no expiry); got {value!r}."
+            f"{what}=0 is ambiguous (some caches read it as 'never expires', others as "
+            f"'do not cache'), so cachekit refuses it. Use {no_expiry} for no expiry, or "
+            "a number of seconds greater than 0."
+        )
+    if value < 0:
+        raise ConfigurationError(
+            f"{what} must be greater than 0 seconds (use {no_expiry} for no expiry); got {value!r}."
+        )
+    if value == float("inf"):
+        raise ConfigurationError(
+            f"{what} must be a finite number of seconds; for no expiry use {no_expiry}."
         )
     return float(value)
 
@@ -175,15 +193,16 @@ class Settings:
         raw_ttl = env.get("CACHEKIT_DEFAULT_TTL", "").strip()
         if not raw_ttl:
             ttl: float | None = DEFAULT_TTL
-        elif raw_ttl.lower() in ("none", "never", "0"):
+        elif raw_ttl.lower() in ("none", "never"):
             ttl = None
         else:
             try:
-                ttl = parse_ttl(float(raw_ttl), "CACHEKIT_DEFAULT_TTL")
+                seconds = float(raw_ttl)
             except ValueError:
                 raise ConfigurationError(
                     f"CACHEKIT_DEFAULT_TTL={raw_ttl!r} must be seconds (e.g. 300) or 'none'."
                 ) from None
+            ttl = parse_ttl(seconds, "CACHEKIT_DEFAULT_TTL", "'none'")
         url, variable = backend_from_env(env)
         return cls(
             enabled=parse_bool("CACHEKIT_ENABLED", env.get("CACHEKIT_ENABLED", ""), True),
