@@ -11,6 +11,9 @@ the call's arguments, bound to the function's signature with defaults applied:
 * every item is length-prefixed, so ``("a:b", "c")`` and ``("a", "b:c")`` differ;
 * user data never appears in the key itself, only inside the digest.
 
+``@cache.secure`` keys end in ``:s2:<digest>``, where the digest is keyed by a key of
+the function's own (:meth:`KeyBuilder.use_naming_key`).
+
 Values the encoder does not understand raise :class:`~cachekit.errors.CacheKeyError`
 (E020) instead of falling back to ``repr`` (which would embed memory addresses and
 silently never hit, or worse, collide). Objects can opt in by defining
@@ -407,7 +410,9 @@ class KeyBuilder:
     Built once per decorated function. ``skip_first`` leaves ``self``/``cls`` out
     of the key (the default for methods). ``key_func`` replaces argument binding by
     a user function whose (encodable) result is digested. ``secret`` keys the
-    digest (used by ``@cache.secure`` so key names reveal nothing about arguments).
+    digest; ``@cache.secure`` passes ``secure=True`` (the ``s2`` segment in the prefix)
+    and, once its encryptor is known, calls :meth:`use_naming_key`, so that key names
+    cannot be computed for guessed arguments nor linked between functions.
     ``tenant`` returns the calling tenant (multi-tenant caches): it is digested
     with the arguments, so two tenants never share an entry, in L1 or the backend.
     """

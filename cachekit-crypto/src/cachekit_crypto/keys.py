@@ -24,8 +24,11 @@ can produce the same input:
   tenant field is ``b"\\x00"`` for no tenant and ``b"\\x01" + utf-8`` otherwise;
 * key naming: ``info = [b"cachekit/v1/key-naming"]``, tenant-independent. It keys
   the BLAKE2b digest of the arguments in backend key names
-  (:attr:`Keyring.digest_key`), and is derived from the **oldest** key still listed,
-  so a rotation keeps every key name (see :attr:`Keyring.naming_key_id`).
+  (:attr:`Keyring.digest_key`; the core keys each function's digests with keyed
+  BLAKE2b of it over the function's key prefix), and is derived from the **oldest**
+  key still listed, so a rotation keeps every key name (see
+  :attr:`Keyring.naming_key_id`). After a leak, stop listing the leaked key: that
+  is what moves the names away from it.
 
 The core's pickle-signing key (``cachekit.signing``) is HKDF of the same master key
 under the bare label ``b"cachekit/v1/pickle-signing"``; the framed ``info`` used
