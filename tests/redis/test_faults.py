@@ -831,3 +831,96 @@ def test_async_exceptions_and_cancellations_of_the_function_never_count(redis_ur
     assert breaker.state == CLOSED
     assert breaker.transitions["opened"] == 0
     assert breaker.failures == 0
+
+
+# --- 11. at most one timeout per call (issue 11 item 12) ---------------------------------------
+
+
+@pytest.mark.parametrize("threads", [16, 64])
+def test_a_frozen_server_costs_each_call_at_most_one_timeout(
+    threads, make_redis_server, backends, report_figures
+):
+    """Misses that hold the stampede lock when Redis freezes pay one timeout, not one for the
+    SET and another for the unlock; threads waiting for a pooled connection wait within it."""
+    timeout = 0.3
+    server = make_redis_server(name=f"frozen-miss-{threads}")
+    backend = redis_backend(
+        backends, server.url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_size=4
+    )
+
+    @cache(
+        backend=backend,
+        ttl=60,
+        l1=False,
+        circuit_breaker=BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=30),
+    )
+    def square(x: int) -> dict[str, int]:
+        sleep(0.02)  # a miss holds the lock while it computes
+        return expected(x)
+
+    breaker = fresh_breaker(square)
+    with Load(square, range(1_000_000), threads=threads, pause=0) as load:
+        load.wait_calls(50)
+        frozen = load.mark()
+        server.pause()
+        try:
+            wait_until(lambda: breaker.state == OPEN, timeout=15)
+            load.wait_calls(2 * threads)
+            end = load.mark()
+        finally:
+            server.resume()
+    calls = load.overlapping(frozen, end)
+    # What the freeze cost a call: its time from the freeze (or its start) to its end; the
+    # time before the freeze is the ordinary queueing of many threads on a pool of 4.
+    worst = max(c.ended - max(c.started, frozen) for c in calls)
+    report_figures(
+        line(
+            f"frozen during misses, {threads} threads, pool of 4",
+            f"{len(calls)} calls while frozen",
+            f"the longest blocked {worst:.3f} s for a {timeout} s timeout",
+        )
+    )
+    load.check()
+    assert worst < 1.5 * timeout, f"a call took {worst:.3f} s: more than one {timeout} s timeout"
+
+
+def test_a_call_waiting_for_a_pooled_connection_when_redis_freezes_pays_no_second_timeout(
+    make_redis_server, backends
+):
+    """One connection, two callers: the first times out on the frozen server; the second,
+    queued for the connection meanwhile, fails when it comes back broken instead of
+    reconnecting to the frozen server (a second timeout)."""
+    import threading
+
+    from cachekit.constants import MISSING
+    from cachekit.errors import BackendError
+
+    timeout = 0.3
+    server = make_redis_server(name="frozen-pool")
+    backend = redis_backend(
+        backends, server.url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_size=1
+    )
+    assert backend.get("warm") is not None  # the pool's one connection is open
+    failures: list[BaseException] = []
+
+    def first_call() -> None:
+        try:
+            backend.get("a")
+        except BackendError as exc:
+            failures.append(exc)
+
+    server.pause()
+    try:
+        first = threading.Thread(target=first_call)
+        first.start()
+        sleep(timeout / 3)  # the first call holds the connection
+        started = monotonic()
+        with pytest.raises(BackendError):
+            backend.get("b")
+        waited = monotonic() - started
+        first.join()
+    finally:
+        server.resume()
+    assert len(failures) == 1  # the first call timed out
+    assert waited < 1.5 * timeout, f"the queued call took {waited:.3f} s"
+    assert backend.get("after") is MISSING  # the pool works again once Redis does

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from queue import LifoQueue
+from time import monotonic
 from typing import Any
 
 from cachekit_redis.failover import watch_for
@@ -38,6 +40,44 @@ def _auth(target: Target) -> dict[str, Any]:
     if target.password:
         out["password"] = target.password
     return out
+
+
+class _PoolQueue(LifoQueue[Any]):
+    """The free connections of a :func:`_pool`, which knows when one came back broken.
+
+    A caller that waited for a connection while another one failed (redis-py disconnects
+    a connection on a timeout or connection error before releasing it) gets a
+    ConnectionError at once instead of the connection: the server has just stopped
+    answering, and using it would add a second timeout to the wait.
+    """
+
+    broken_at = float("-inf")
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        start = monotonic()
+        item = super().get(block, timeout)
+        if self.broken_at >= start:
+            self.put_nowait(item)
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError(
+                "a pooled connection failed while this call waited for one; not retried"
+            )
+        return item
+
+
+def _pool(**kwargs: Any) -> Any:
+    """A redis-py BlockingConnectionPool on a :class:`_PoolQueue` (built on first use, so
+    that importing this module does not import redis)."""
+    from redis.connection import BlockingConnectionPool
+
+    class Pool(BlockingConnectionPool):
+        def release(self, connection: Any) -> None:
+            if getattr(connection, "_sock", True) is None:  # disconnected after an error
+                self.pool.broken_at = monotonic()
+            super().release(connection)
+
+    return Pool(queue_class=_PoolQueue, **kwargs)
 
 
 class LazyClient:
@@ -78,12 +118,11 @@ def _cluster_kwargs(conn: dict[str, Any]) -> dict[str, Any]:
 
 def build_sync_client(target: Target, settings: RedisSettings) -> Any:
     import redis
-    from redis.connection import BlockingConnectionPool
 
     settings = settings.for_target(target)  # the URL's query; E040 for TLS options sans TLS
     conn = {**settings.connection_kwargs(unix=target.unix), "retry": no_retry()}
     if target.kind == "standalone":
-        pool = BlockingConnectionPool(
+        pool = _pool(
             max_connections=settings.pool_size,
             timeout=settings.effective_pool_timeout,
             **{**target.connection, **conn},
