@@ -44,3 +44,49 @@ def test_a_tag_may_be_called_gen():
         return x
 
     assert f(1) == 1
+
+
+# --- rule: pending own writes have deadlines, settle at once, die with the stream (item 7) ---
+
+
+def _warm(name: str):
+    source = {1: "v1"}
+
+    @cache(backend=f"memory://{name}", ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    assert f(1) == {"v": "v1"}
+    state = f.__cachekit__
+    bkey = f.cache_key(1)
+    return f, state, bkey, bkey[-32:]
+
+
+def test_one_notice_settles_two_own_writes_that_redis_reported_once():
+    # BCAST reports a key once per server cycle, however many writes it saw.
+    f, state, bkey, digest = _warm("own-coalesced")
+    state._own_write(bkey, 1)
+    state._own_write(bkey, 1)
+    state.coherence_key_changed(digest)  # the one notice of both writes
+    assert len(state.l1) == 1
+    state.coherence_key_changed(digest)  # then another process writes the key
+    assert len(state.l1) == 0
+
+
+def test_an_own_write_record_expires_when_its_notice_never_comes(monkeypatch):
+    import cachekit.cached as cached_module
+    from cachekit.coherence import OWN_WRITE_WAIT
+
+    f, state, bkey, digest = _warm("own-deadline")
+    state._own_write(bkey, 1)  # its notice is lost
+    now = cached_module.monotonic()
+    monkeypatch.setattr(cached_module, "monotonic", lambda: now + OWN_WRITE_WAIT + 0.1)
+    state.coherence_key_changed(digest)  # another process's write, later
+    assert len(state.l1) == 0
+
+
+def test_a_stream_reset_forgets_the_own_writes_it_may_have_lost():
+    f, state, bkey, digest = _warm("own-reset")
+    state._own_write(bkey, 1)
+    state.coherence_reset()  # the stream dropped: that write's notice is gone
+    assert state.own_writes == {}

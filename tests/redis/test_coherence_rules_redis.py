@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 
+import redis
+
 from cachekit import cache
 from cachekit.coherence import DEGRADED_L1_TTL
 
@@ -70,3 +72,49 @@ def test_fifty_threads_first_calls_all_stay_in_l1(make_redis_server):
     time.sleep(0.2)
     assert len(state.l1) == 50
     assert min(_full_lifetimes(state)) > DEGRADED_L1_TTL
+
+
+# --- rule: pending own writes have deadlines and die with the stream (issue 11 item 7) ---
+
+
+def _wait_reconnected(coherence, before: int) -> None:
+    deadline = time.monotonic() + 5
+    while coherence.reconnects <= before or not coherence.healthy:
+        assert time.monotonic() < deadline, "the notification stream did not come back"
+        time.sleep(0.005)
+
+
+def test_a_write_whose_notice_was_lost_does_not_hide_the_next_foreign_change(
+    make_redis_server, monkeypatch
+):
+    server = make_redis_server()
+    admin = redis.Redis.from_url(server.url)
+    source = {1: "v1"}
+
+    @cache(backend=server.url, ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    state = f.__cachekit__
+    key = f.cache_key(1)  # resolves the plan and brings the stream up
+    _wait_healthy(state.coherence)
+    backend = state.plan.backend
+    real_set = backend.set
+    before = state.coherence.reconnects
+
+    def set_while_tracking_dies(k, value, ttl=None):
+        admin.client_kill_filter(_type="pubsub")  # the tracking connection
+        real_set(k, value, ttl)
+
+    monkeypatch.setattr(backend, "set", set_while_tracking_dies)
+    assert f(1) == {"v": "v1"}  # stored; its notice is lost with the connection
+    monkeypatch.setattr(backend, "set", real_set)
+    _wait_reconnected(state.coherence, before)
+    time.sleep(0.1)
+    assert f(1) == {"v": "v1"}  # from L2, back in L1
+    source[1] = "v2"
+    admin.delete(key)  # another process's invalidate_cache(1)
+    deadline = time.monotonic() + 2
+    while f(1) != {"v": "v2"}:
+        assert time.monotonic() < deadline, "L1 kept the old value: the notice was swallowed"
+        time.sleep(0.01)

@@ -29,7 +29,7 @@ from contextlib import nullcontext
 from contextvars import ContextVar
 from time import monotonic, time
 
-from cachekit.coherence import DEGRADED_L1_TTL
+from cachekit.coherence import DEGRADED_L1_TTL, OWN_WRITE_WAIT
 from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
     CAP_INVALIDATION,
@@ -443,7 +443,8 @@ class CachedState:
         self._stale_warned: float | None = None
         self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
         self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
-        self.own_writes: dict[str, int] = {}  # digests this process is writing
+        # digest -> [writes in flight, deadline of their notice]: see _own_write
+        self.own_writes: dict[str, list[float]] = {}
         self._coh_lock = allocate_lock()
         self.locking = False  # stampede lock across processes (backends with "locking")
         _states.add(self)
@@ -653,18 +654,20 @@ class CachedState:
                 self.gens_lost_at = monotonic()
             self.gens_ok = False
             self.index.clear()
+            # Notices of writes made before the reset may never come: a record left
+            # here would swallow the next real notice for its key.
+            self.own_writes.clear()
         if self.l1 is not None:
             self.l1.clear()
 
     def coherence_key_changed(self, digest: str) -> None:
         """Another process wrote or deleted one key of this function."""
         with self._coh_lock:
-            pending = self.own_writes.get(digest)
-            if pending:
-                if pending == 1:
-                    del self.own_writes[digest]
-                else:
-                    self.own_writes[digest] = pending - 1
+            pending = self.own_writes.pop(digest, None)
+            # One notice settles every write of ours in flight: Redis (BCAST) reports a
+            # key once per server cycle however often it was written. A second notice
+            # then evicts our entry: one more L2 read, never an old value kept.
+            if pending is not None and pending[1] >= monotonic():
                 return
             self.epoch += 1
             lkey = self.index.pop(digest, _NO_HIT)
@@ -684,13 +687,23 @@ class CachedState:
         return True
 
     def _own_write(self, bkey: str, delta: int) -> None:
+        """Count a write of ours in flight (+1), or one that failed (-1).
+
+        A record expects its notice within OWN_WRITE_WAIT seconds of the latest write;
+        after that (the notice was lost) a notice for the key is another process's.
+        """
         digest = bkey[-DIGEST_HEX_LENGTH:]
         with self._coh_lock:
-            n = self.own_writes.get(digest, 0) + delta
-            if n > 0:
-                self.own_writes[digest] = n
-            else:
-                self.own_writes.pop(digest, None)
+            pending = self.own_writes.get(digest)
+            if delta > 0:
+                if pending is None:
+                    pending = self.own_writes[digest] = [0.0, 0.0]
+                pending[0] += delta
+                pending[1] = monotonic() + OWN_WRITE_WAIT
+            elif pending is not None:
+                pending[0] += delta
+                if pending[0] <= 0:
+                    del self.own_writes[digest]
 
     # -- stampede protection across processes ---------------------------------------
 

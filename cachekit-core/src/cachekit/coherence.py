@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEGRADED_L1_TTL",
+    "OWN_WRITE_WAIT",
     "GENERATION_PREFIX",
     "GENERATION_RETRY",
     "STALE_GENERATIONS_TTL",
@@ -50,6 +51,9 @@ __all__ = [
 GENERATION_PREFIX = "cachekit:gen:"
 #: Longest L1 lifetime while notifications are not known to flow, in seconds.
 DEGRADED_L1_TTL = 1.0
+#: Seconds after one of its own writes during which a process takes a notice for
+#: that key as the write's own (notices take milliseconds; a lost one is forgotten).
+OWN_WRITE_WAIT = 1.0
 #: Seconds after a failed read of a function's generation counters before it is tried again.
 GENERATION_RETRY = 1.0
 #: How long after a function's generations stopped being known to be current (its
