@@ -279,3 +279,43 @@ def test_dropping_a_compromised_key_moves_the_key_names_and_refuses_its_blobs(mo
     store.store[after.cache_key(4711)] = leaked_blob  # a blob made with the leaked key
     with pytest.raises(DecryptionError):
         after(4711)
+
+
+# --- the new key names through the rest of the engine -----------------------------------------
+
+
+def test_async_fail_closed_raises_e003_for_a_flipped_byte(master_key):
+    import asyncio
+
+    store = DictBackend()
+
+    @cache.secure(backend=store, l1=False, ttl=300, fail_closed=True)
+    async def record(patient: int) -> dict:
+        return {"patient": patient}
+
+    asyncio.run(record(4711))
+    (key,) = store.store
+    store.store[key] = _flip(store.store[key], len(store.store[key]) - 1)
+    with pytest.raises(DecryptionError):
+        asyncio.run(record(4711))
+
+
+def test_change_notices_reach_the_l1_of_a_secure_function(master_key):
+    """The version segment is part of the prefix the coherence router matches on: a
+    write by another process (here another decoration of the function) evicts L1."""
+    url = "memory://secure-review-coherence"
+    calls = []
+
+    def lookup(patient: int) -> int:
+        calls.append(patient)
+        return len(calls)
+
+    reader = cache.secure(backend=url, ttl=300)(lookup)
+    writer = cache.secure(backend=url, ttl=300)(lookup)
+    assert ":s2:" in reader.cache_key(4711) == writer.cache_key(4711)
+    assert reader(4711) == 1
+    assert reader(4711) == 1  # L1
+    writer.invalidate_cache(4711)  # deletes the backend entry: a change notice
+    assert reader(4711) == 2, "the notice for an s2 key must reach the reader's L1"
+    reader.invalidate_cache()  # every entry of the function: a generation bump
+    assert reader(4711) == 3
