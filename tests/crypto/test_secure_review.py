@@ -195,6 +195,17 @@ def test_ttl_none_under_encryption_still_records_an_authenticated_expiry(master_
     assert calls == [4711, 4711]
 
 
+def test_ttl_none_stays_unbounded_for_a_secure_function_without_a_backend(master_key):
+    """Nothing leaves the process, so nothing can be replayed: L1 keeps ttl=None."""
+
+    @cache.secure(backend=None, ttl=None)
+    def record(patient: int) -> str:
+        return "result"
+
+    record(4711)
+    assert record.__cachekit__.resolve().ttl is None  # type: ignore[attr-defined]
+
+
 def test_an_encrypted_entry_without_an_expiry_is_refused(master_key):
     store = DictBackend()
     fn = secure_fn(store)

@@ -497,9 +497,9 @@ class CachedState:
                 cfg = BreakerConfig(enabled=False)
             breaker = breaker_for(endpoint, cfg)
         encryptor = self._resolve_encryptor()
-        if encryptor is not None and ttl is None:
-            # No unbounded entries under encryption: the authenticated expiry is what
-            # refuses an old copy put back into the backend.
+        if encryptor is not None and ttl is None and endpoint is not None:
+            # No unbounded entries in a backend under encryption: the authenticated
+            # expiry is what refuses an old copy put back (L1 alone cannot be replayed).
             ttl = SECURE_MAX_TTL
         if encryptor is not None and self.builder.secret is None:
             secret = getattr(encryptor, "digest_key", None)

@@ -30,8 +30,9 @@ __all__ = [
 
 #: Default time to live of cached values, in seconds (CACHEKIT_DEFAULT_TTL overrides it).
 DEFAULT_TTL = 3600.0
-#: With encryption, ``ttl=None`` means this many seconds (one day): every encrypted
-#: entry carries an authenticated expiry, so a copy put back later is refused.
+#: With encryption and a backend, ``ttl=None`` means this many seconds (one day):
+#: every encrypted entry carries an authenticated expiry, so a copy put back later
+#: is refused.
 SECURE_MAX_TTL = 86400.0
 
 #: Where the backend URL comes from when ``backend=`` is not given, in order.

@@ -354,7 +354,9 @@ def unseal(
 ) -> tuple[bytes, Header]:
     """Return (payload, header) of the envelope ``blob`` stored under backend key ``key``.
 
-    Raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
+    With an ``encryptor``, anything that fails before or during authentication is
+    :class:`DecryptionError` (E003), a header that does not parse included. Otherwise
+    it raises :class:`EnvelopeError` (corrupt, foreign, wrong serializer, missing
     authentication, a compressed payload that would expand beyond ``max_size``
     bytes, or any compressed payload when ``allow_compressed`` is false: a reader
     that never writes compressed entries has no reason to inflate one),
