@@ -118,3 +118,50 @@ def test_a_write_whose_notice_was_lost_does_not_hide_the_next_foreign_change(
     while f(1) != {"v": "v2"}:
         assert time.monotonic() < deadline, "L1 kept the old value: the notice was swallowed"
         time.sleep(0.01)
+
+
+# --- rule: epochs around every read of generations (issue 11 item 8) ----------------------
+
+
+def _wait_for(predicate, what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.002)
+
+
+def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted(
+    make_redis_server, monkeypatch
+):
+    from cachekit.coherence import router_for
+
+    server = make_redis_server()
+    admin = redis.Redis.from_url(server.url)
+    source = {1: "v1"}
+
+    @cache(backend=server.url, ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    state = f.__cachekit__
+    assert f(1) == {"v": "v1"}
+    coherence = state.coherence
+    _wait_healthy(coherence)
+    router = router_for(coherence)
+    real_read = coherence.generations
+    raced = []
+
+    def read_then_another_process_invalidates(keys):
+        values = real_read(keys)  # the reply ...
+        if not raced:
+            raced.append(True)
+            seen = router.notifications
+            admin.incr(state.gen_keys[0])  # ... is older than this cache_clear() elsewhere,
+            _wait_for(lambda: router.notifications > seen, "no notice of the bump")
+        return values  # ... whose notice this process handled first
+
+    monkeypatch.setattr(coherence, "generations", read_then_another_process_invalidates)
+    source[1] = "v2"
+    state.coherence_reset()  # the generations must be read again
+    assert f(1) == {"v": "v2"}
+    assert f(1) == {"v": "v2"}

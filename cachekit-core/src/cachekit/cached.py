@@ -442,6 +442,7 @@ class CachedState:
         self.gens_partial = False  # that read failed on a part of the backend only
         self._stale_warned: float | None = None
         self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
+        self.resets = 0  # bumped by every reset: a generations read that saw another is old
         self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
         # digest -> [writes in flight, deadline of their notice]: see _own_write
         self.own_writes: dict[str, list[float]] = {}
@@ -591,29 +592,36 @@ class CachedState:
         read last, for up to STALE_GENERATIONS_TTL seconds after they stopped being known
         current, so the function's keys on the other nodes keep L2. Otherwise they skip L2.
         """
-        from cachekit.coherence import GENERATION_RETRY, encode_generations
+        from cachekit.coherence import GENERATION_READS, GENERATION_RETRY, encode_generations
 
         now = monotonic()
         if now < self.gens_retry_at:
             return self._stale_generations_usable(now)
         plan = self.plan
         breaker = plan.breaker if plan is not None else None
-        if breaker is not None and not breaker.allow():
-            return False
-        try:
-            values = self.coherence.generations(self.gen_keys)
-        except Exception as exc:
-            if plan is not None:
-                self._backend_failed(plan, "generations", exc)
-            self.gens_retry_at = monotonic() + GENERATION_RETRY
-            self.gens_partial = _partial(exc)
-            return False
-        if breaker is not None:
-            breaker.success()
-        self.builder.salt = encode_generations(values)
-        self.gens_ok = True
-        self.gens_lost_at = None
-        return True
+        for _ in range(GENERATION_READS):
+            if breaker is not None and not breaker.allow():
+                return False
+            resets = self.resets  # epoch of the generations: see coherence_reset
+            try:
+                values = self.coherence.generations(self.gen_keys)
+            except Exception as exc:
+                if plan is not None:
+                    self._backend_failed(plan, "generations", exc)
+                self.gens_retry_at = monotonic() + GENERATION_RETRY
+                self.gens_partial = _partial(exc)
+                return False
+            if breaker is not None:
+                breaker.success()
+            with self._coh_lock:
+                # A reply can be older than a change whose notice arrived while it was
+                # on its way: trust it only if no reset came in meanwhile; else re-read.
+                if self.resets == resets:
+                    self.builder.salt = encode_generations(values)
+                    self.gens_ok = True
+                    self.gens_lost_at = None
+                    return True
+        return False  # generations kept moving: this miss skips L2
 
     def _stale_generations_usable(self, now: float) -> bool:
         """May a miss use the generations read last, which could not be re-read?"""
@@ -650,6 +658,7 @@ class CachedState:
         """Drop this function's L1 and re-read its generations at the next miss."""
         with self._coh_lock:
             self.epoch += 1
+            self.resets += 1
             if self.gens_ok:  # current until now: usable a while if they cannot be re-read
                 self.gens_lost_at = monotonic()
             self.gens_ok = False

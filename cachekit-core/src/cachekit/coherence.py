@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEGRADED_L1_TTL",
-    "OWN_WRITE_WAIT",
     "GENERATION_PREFIX",
+    "GENERATION_READS",
     "GENERATION_RETRY",
+    "OWN_WRITE_WAIT",
     "STALE_GENERATIONS_TTL",
     "Router",
     "generation_keys",
@@ -54,6 +55,8 @@ DEGRADED_L1_TTL = 1.0
 #: Seconds after one of its own writes during which a process takes a notice for
 #: that key as the write's own (notices take milliseconds; a lost one is forgotten).
 OWN_WRITE_WAIT = 1.0
+#: Reads of a function's generations in one miss while notices keep resetting them.
+GENERATION_READS = 3
 #: Seconds after a failed read of a function's generation counters before it is tried again.
 GENERATION_RETRY = 1.0
 #: How long after a function's generations stopped being known to be current (its
