@@ -432,3 +432,52 @@ def test_a_master_answering_readonly_resets_every_pool_of_the_service(clean_redi
         first.close()
         second.close()
         setup.demote_old_master()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11 item 17: a stampede lock taken on the old master before a failover
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_a_lock_from_before_a_failover_does_not_hold_callers_for_its_lease(
+    clean_redis_sentinel, report_figures, flavor
+):
+    """A leader took the key's lock on the master, which replicated it; after the failover its
+    release (and its value) landed on the old master and were lost. The new master holds an
+    orphan lock for the rest of its lease: a caller that has seen the switch takes it over
+    instead of polling until the lease runs out."""
+    from cachekit_redis.failover import watch_for
+    from cachekit_redis.urls import parse
+
+    setup = clean_redis_sentinel
+    url, old, new = setup.url, setup.master, setup.replica
+    lease = 10.0
+    options: dict[str, Any] = {"l1": False, "lock_lease": lease}
+    fn = make_async_copy(url, **options) if flavor == "async" else make_copy(url, **options)
+    key = fn.cache_key("held")  # resolves the function and starts its listener
+    lock = "cachekit-lock:" + key.removeprefix("cachekit:")
+    coherence = fn.__cachekit__.coherence
+    wait_for(lambda: coherence.healthy)
+    watch = watch_for(parse(url))
+    old.client().set(lock, "another-process", px=int(lease * 1000))
+    assert old.client().execute_command("WAIT", 1, 1000) == 1  # the lock is on the replica
+    try:
+        assert setup.failover(demote=False) is new
+        old.client().delete(lock)  # the holder's release: lost with the old master
+        wait_for(lambda: watch.master == new.address, 5)  # this process saw the switch
+        assert new.client().pttl(lock) > 2000  # the orphan would hold callers that long
+        started = time.monotonic()
+        value = asyncio.run(fn("held")) if flavor == "async" else fn("held")
+        took = time.monotonic() - started
+        if flavor == "sync":  # a lock taken after the switch is respected
+            new.client().set(lock, "taken-after", px=int(lease * 1000))
+            assert not fn.__cachekit__.plan.backend.acquire_lock(lock, "mine", lease)
+    finally:
+        setup.demote_old_master()
+    assert value["key"] == "held"
+    # About one reply timeout (0.5 s) at most, not the rest of a 10 s lease.
+    assert took < 1.5, f"the call waited {took:.1f} s for an orphan lock"
+    report_figures(
+        f"[sentinel] {flavor} call after SENTINEL FAILOVER with an orphan lock on the new "
+        f"master: {took * 1000:.0f} ms (lease {lease:.0f} s)"
+    )

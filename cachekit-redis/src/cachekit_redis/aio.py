@@ -33,7 +33,7 @@ from cachekit_redis.backend import (
 from cachekit_redis.clients import build_async_client
 from cachekit_redis.coherence import finish_health
 from cachekit_redis.errors import translate
-from cachekit_redis.failover import retire_async_client, watch_for
+from cachekit_redis.failover import retire_async_client
 from cachekit_redis.nodes import FAILED, Batch, NodeBreakers
 
 __all__ = ["AsyncRedisBackend"]
@@ -69,8 +69,7 @@ class AsyncRedisBackend(RedisEndpoint):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        # Sentinel: clients whose epoch is behind the watch's are replaced (failover.py).
-        self._watch = watch_for(self.target) if self.target.kind == "sentinel" else None
+        # Sentinel: clients whose epoch is behind self._watch's are replaced (failover.py).
         _instances.add(self)
 
     @property
@@ -270,7 +269,7 @@ class AsyncRedisBackend(RedisEndpoint):
             return bool(await self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
         try:
             client = await self._ready()
-            return bool(await _lock(client, key, token, lease))
+            return bool(await _lock(client, key, token, lease, self._watch))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET NX (lock)") from exc
 

@@ -12,6 +12,7 @@ from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
 from cachekit_redis.errors import translate
+from cachekit_redis.failover import MasterWatch, lock_command, watch_for
 from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
@@ -69,8 +70,9 @@ def _pttl(client: Any, key: str) -> Any:
     return client.pttl(key)
 
 
-def _lock(client: Any, key: str, token: str, lease: float) -> Any:
-    return client.execute_command("SET", key, token, "NX", "PX", ttl_ms(lease))
+def _lock(client: Any, key: str, token: str, lease: float, watch: MasterWatch | None = None) -> Any:
+    # Sentinel (``watch``): a lock from before a failover may be taken over (failover.py).
+    return client.execute_command(*lock_command(watch, key, token, ttl_ms(lease) or 1))
 
 
 class RedisEndpoint:
@@ -84,6 +86,8 @@ class RedisEndpoint:
         # The URL's query applied (and checked) here, not at the first call.
         self.settings = RedisSettings.from_env(**options).for_target(self.target)
         self.endpoint = self.target.endpoint
+        # Sentinel: the master as this process knows it (failover.py).
+        self._watch = watch_for(self.target) if self.target.kind == "sentinel" else None
         self._nodes: NodeBreakers | None = None
         if self.target.kind == "cluster":
             config = node_breaker_config(self.settings.circuit_breaker)
@@ -294,7 +298,7 @@ class RedisBackend(RedisEndpoint):
         if nodes is not None:
             return bool(self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
         try:
-            return bool(_lock(self.client, key, token, lease))
+            return bool(_lock(self.client, key, token, lease, self._watch))
         except Exception as exc:
             raise translate(exc, self.endpoint, "SET NX (lock)") from exc
 

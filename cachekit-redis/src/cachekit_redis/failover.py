@@ -18,6 +18,12 @@ every second), and so does any client whose master answers ``READONLY``. On a ch
   thread: the backend compares the client's epoch with the watch's on each operation
   (one attribute check) and, when it is behind, replaces the client in its own loop
   (:func:`retire_async_client` closes the old one once calls in flight are over).
+
+Stampede locks and failovers: a lock taken on the old master just before the promotion
+reaches the new master by replication, while its holder's release (and value) may land
+on the old master and be lost, leaving an orphan that would hold every caller for the
+rest of its lease. For a lease after a change, :func:`lock_command` takes the lock with
+a script that also takes over a lock older than the change as this process saw it.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from time import monotonic
 from typing import Any
 
 __all__ = [
+    "LOCK_TAKEOVER_SCRIPT",
     "MasterWatch",
     "SwitchSubscription",
     "demoted",
+    "lock_command",
     "retire_async_client",
     "watch_for",
 ]
@@ -61,6 +69,8 @@ class MasterWatch:
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._last_reset = float("-inf")
+        #: When this process last saw the master change (monotonic; -inf: never).
+        self.moved_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"MasterWatch({self.name!r}, master={self.master}, epoch={self.epoch})"
@@ -79,7 +89,7 @@ class MasterWatch:
             if previous is None or previous == master:
                 return False  # first sight, or after a READONLY reset: nothing to drop
             self.epoch += 1
-            self._last_reset = monotonic()
+            self._last_reset = self.moved_at = monotonic()
             pools = list(self._pools)
         log.info(
             "Sentinel %s: the master moved from %s:%s to %s:%s; reconnecting",
@@ -96,13 +106,41 @@ class MasterWatch:
         with self._lock:
             if now - self._last_reset < _DEMOTED_INTERVAL:
                 return
-            self._last_reset = now
+            self._last_reset = self.moved_at = now
             self.master = None
             self.epoch += 1
             self.check_now = True
             pools = list(self._pools)
         log.info("Sentinel %s: the master answered READONLY; reconnecting", self.name)
         _reset_sync_pools(pools, None)
+
+
+#: SET NX PX, or take over a lock older than ARGV[3] ms (taken before the master change
+#: this process saw that long ago; its age assumes our lease). 1: the caller holds it.
+LOCK_TAKEOVER_SCRIPT = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local left = redis.call('pttl', KEYS[1])
+if left > 0 and tonumber(ARGV[2]) - left > tonumber(ARGV[3]) then
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+def lock_command(watch: MasterWatch | None, key: str, token: str, lease_ms: int) -> tuple[Any, ...]:
+    """The command that takes a stampede lock (one decision for the sync and async backends).
+
+    ``SET key token NX PX lease``; within a lease of a master change seen by ``watch``,
+    :data:`LOCK_TAKEOVER_SCRIPT` instead, which also takes over a lock taken before the
+    change: its holder's release may have been lost with the old master. A lock taken
+    on the new master by a process that saw the change earlier is taken over too (the key
+    is computed twice), never one taken after this process saw it.
+    """
+    since = float("inf") if watch is None else monotonic() - watch.moved_at
+    if since * 1000 >= lease_ms:
+        return ("SET", key, token, "NX", "PX", lease_ms)
+    return ("EVAL", LOCK_TAKEOVER_SCRIPT, 1, key, token, lease_ms, int(since * 1000))
 
 
 def _reset_sync_pools(pools: list[Any], master: tuple[str, int] | None) -> None:
