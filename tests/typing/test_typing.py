@@ -37,6 +37,11 @@ def test_decorated_functions_keep_their_types():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_cached_methods_keep_their_types():
+    result = run_mypy(HERE / "sample_methods.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_wrong_calls_are_type_errors():
     result = run_mypy(HERE / "sample_errors.py")
     expected = {

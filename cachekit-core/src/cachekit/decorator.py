@@ -22,12 +22,19 @@ from cachekit.tenancy import MISSING_TENANT_CHOICES
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping
-    from typing import Any, ParamSpec, TypeVar, overload
+    from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-    from cachekit.types import AsyncCachedFunction, CachedFunction, Decorator
+    from cachekit.types import (
+        AsyncCachedClassMethod,
+        AsyncCachedFunction,
+        CachedClassMethod,
+        CachedFunction,
+        Decorator,
+    )
 
     P = ParamSpec("P")
     R = TypeVar("R")
+    S = TypeVar("S")
     T = TypeVar("T")
 
 __all__ = ["INTENTS", "CacheDecorator", "cache"]
@@ -239,6 +246,16 @@ class CacheDecorator:
         return "cache" if self._intent == "default" else f"cache.{self._intent}"
 
     if TYPE_CHECKING:
+
+        @overload
+        def __call__(
+            self, func: Callable[Concatenate[type[S], P], Coroutine[Any, Any, T]], /
+        ) -> AsyncCachedClassMethod[S, P, Coroutine[Any, Any, T]]: ...
+
+        @overload
+        def __call__(
+            self, func: Callable[Concatenate[type[S], P], R], /
+        ) -> CachedClassMethod[S, P, R]: ...
 
         @overload
         def __call__(
