@@ -567,3 +567,102 @@ def test_corrupted_batch_headers_are_refused_cleanly(seed):
         ArrowSerializer().deserialize(bytes(data))
     except DeserializationError:
         pass
+
+
+# --- zero-buffer columns: rows that cost nothing to ship (issue 11 item 20) ----------------
+
+HUGE = 400_000_000  # rows (or child values) behind a few hundred bytes of stream
+
+
+def _zero_buffer_columns(n: int = HUGE) -> dict[str, pa.Array]:
+    """Columns whose IPC body is (almost) empty whatever ``n`` is."""
+    return {
+        "null": pa.nulls(n),
+        "struct-of-nulls": pa.StructArray.from_arrays([pa.nulls(n)], ["x"]),
+        "list-of-nulls": pa.ListArray.from_arrays(pa.array([0, n], pa.int32()), pa.nulls(n)),
+        "fixed-size-list": pa.FixedSizeListArray.from_arrays(pa.nulls(n), max(n // 1000, 1)),
+        "dictionary-of-nulls": pa.DictionaryArray.from_arrays(
+            pa.array([0], pa.int32()), pa.nulls(n)
+        ),
+        "run-end-encoded": pa.RunEndEncodedArray.from_arrays(
+            pa.array([n], pa.int32()), pa.array([1], pa.int64())
+        ),
+        "list-of-structs": pa.ListArray.from_arrays(
+            pa.array([0, n], pa.int32()), pa.StructArray.from_arrays([pa.nulls(n)], ["x"])
+        ),
+    }
+
+
+ZERO_BUFFER = sorted(_zero_buffer_columns(8))
+
+
+def _table_stream(column: pa.Array) -> bytes:
+    return _stream(
+        pa.table({"c": column}), {MARKER: json.dumps({"v": 1, "kind": "table"}).encode()}
+    )
+
+
+@pytest.mark.parametrize("name", ZERO_BUFFER)
+def test_a_zero_buffer_column_of_huge_length_is_refused_before_it_is_converted(name):
+    data = _table_stream(_zero_buffer_columns()[name])
+    assert len(data) < 2000  # hundreds of millions of rows in a couple of kilobytes
+    assert "materialised" in _refused(data)
+
+
+@pytest.mark.parametrize("name", ZERO_BUFFER)
+def test_the_same_columns_of_honest_length_are_read(name):
+    column = _zero_buffer_columns(1000)[name]
+    table = ArrowSerializer().deserialize(_table_stream(column))
+    assert table.column("c").combine_chunks().equals(column)
+
+
+def test_the_logical_limit_applies_to_honest_frames_too(monkeypatch):
+    import cachekit_arrow._stream as stream
+
+    frame = pd.DataFrame({"n": range(1000), "s": ["x"] * 1000})
+    data = bytes(ArrowSerializer().serialize(frame))
+    pd.testing.assert_frame_equal(ArrowSerializer().deserialize(data), frame)
+    monkeypatch.setattr(stream, "MAX_LOGICAL", 8 * 1000)
+    with pytest.raises(DeserializationError, match="materialised"):
+        ArrowSerializer().deserialize(data)
+
+
+def test_a_planted_null_column_frame_is_refused_without_the_memory_pandas_would_take():
+    """The issue's stream: a frame whose one null column has 4*10**8 rows (848 bytes).
+    Converting it takes 3-6 GB; refusing it must not. Run in a child process, whose
+    peak resident memory is the measure."""
+    small = pa.Table.from_pandas(pd.DataFrame({"c": pd.Series([None, None], dtype=object)}))
+    doc = json.loads(small.schema.metadata[b"pandas"])
+    doc["index_columns"][0]["stop"] = HUGE
+    table = pa.table({"c": pa.nulls(HUGE)})
+    data = _stream(
+        table,
+        {
+            b"pandas": json.dumps(doc).encode(),
+            MARKER: json.dumps({"v": 1, "kind": "frame"}).encode(),
+        },
+    )
+    assert len(data) < 2000
+    code = textwrap.dedent(
+        f"""
+        import resource
+        from cachekit_arrow import ArrowSerializer
+        from cachekit.errors import DeserializationError
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            ArrowSerializer().deserialize({data!r})
+        except DeserializationError as exc:
+            print("refused", exc.code)
+        else:
+            print("read")
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) // 1024)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    verdict, grown_mb = done.stdout.split("\n")[:2]
+    assert verdict == "refused E005"
+    assert int(grown_mb) < 100, f"refusing it grew the reader by {grown_mb} MB"

@@ -222,6 +222,72 @@ def _check_declared_size(buffer: pa.Buffer, size: int) -> None:
         )
 
 
+#: Most bytes the columns of a stream may take once every row is materialised (rows
+#: times a per-type width, summed over every column, child and dictionary). A column
+#: with no buffers (null, a struct of nulls, a run-end encoded run) costs nothing to
+#: ship but one pointer or value per row once converted, so the buffer bound above
+#: does not limit it.
+MAX_LOGICAL = 512 * 1024 * 1024
+#: Bytes per row of a type that has no fixed width: the object pointer pandas gives
+#: each row of a null, string, binary, list, struct, map or union column.
+_OBJECT_WIDTH = 8
+_LISTS = (
+    pa.ListArray,
+    pa.LargeListArray,
+    pa.FixedSizeListArray,
+    pa.ListViewArray,
+    pa.LargeListViewArray,
+)
+
+
+def _width(arrow_type: pa.DataType) -> int:
+    """Bytes one row of ``arrow_type`` takes once materialised (at least 1)."""
+    try:
+        bits = int(arrow_type.bit_width)
+    except ValueError:  # null, strings, binaries, lists, structs, maps, unions, ...
+        return _OBJECT_WIDTH
+    return max(bits // 8, 1)  # a boolean is one byte per row in pandas
+
+
+def _logical_size(array: pa.Array, path: str, dictionaries: dict[str, int]) -> int:
+    """Bytes ``array`` and its children take with every row materialised; the
+    dictionaries' sizes go to ``dictionaries`` (by field path: batches share them)."""
+    if isinstance(array, pa.ExtensionArray):
+        return _logical_size(array.storage, path, dictionaries)
+    if isinstance(array, pa.DictionaryArray):
+        size = _logical_size(array.dictionary, f"{path}.dictionary", dictionaries)
+        dictionaries[path] = max(dictionaries.get(path, 0), size)
+        return _logical_size(array.indices, path, dictionaries)
+    size = len(array) * _width(array.type)
+    children: list[pa.Array] = []
+    if isinstance(array, pa.RunEndEncodedArray):  # len(array) is the expanded length
+        children = [array.run_ends, array.values]
+    elif isinstance(array, (pa.StructArray, pa.UnionArray)):
+        children = [array.field(i) for i in range(array.type.num_fields)]
+    elif isinstance(array, _LISTS):  # maps too; .values is the whole child array
+        children = [array.values]
+    for i, child in enumerate(children):
+        size += _logical_size(child, f"{path}.{i}", dictionaries)
+    return size
+
+
+def _check_logical_size(batches: list[pa.RecordBatch]) -> None:
+    """Refuse a stream whose rows would take more than MAX_LOGICAL bytes, before
+    anything converts them (848 bytes can hold a null column of 4*10**8 rows)."""
+    total = 0
+    dictionaries: dict[str, int] = {}
+    for batch in batches:
+        for i, column in enumerate(batch.columns):
+            total += _logical_size(column, str(i), dictionaries)
+    total += sum(dictionaries.values())
+    if total > MAX_LOGICAL:
+        rows = sum(batch.num_rows for batch in batches)
+        raise _bad(
+            f"its {rows} rows would take {total} bytes once materialised, above "
+            f"the {MAX_LOGICAL}-byte limit"
+        )
+
+
 def _open(buffer: pa.Buffer) -> tuple[pa.BufferReader, Any]:
     source = pa.BufferReader(buffer)
     return source, pa.ipc.open_stream(source)
@@ -296,6 +362,7 @@ def _loads(data: Any, return_format: str) -> Any:
         batch.validate(full=True)
     if source.tell() != size:
         raise _bad("bytes after the end-of-stream marker")
+    _check_logical_size(batches)
     plain = _without_marker(schema)
     if marker.kind == "batch":
         if len(batches) != 1:
