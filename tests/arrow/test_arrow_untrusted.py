@@ -666,3 +666,20 @@ def test_a_planted_null_column_frame_is_refused_without_the_memory_pandas_would_
     verdict, grown_mb = done.stdout.split("\n")[:2]
     assert verdict == "refused E005"
     assert int(grown_mb) < 100, f"refusing it grew the reader by {grown_mb} MB"
+
+
+def test_a_planted_zero_buffer_stream_under_a_cached_function_is_a_miss():
+    calls = []
+
+    @cache(backend="memory://arrow-zero-buffer", serializer=ArrowSerializer(), l1=False)
+    def table(n: int) -> pa.Table:
+        calls.append(n)
+        return pa.table({"c": [n]})
+
+    key = table.cache_key(1)  # settles the plan, and with it the backend
+    backend = table.__cachekit__.plan.backend
+    planted = _table_stream(_zero_buffer_columns()["null"])
+    backend.set(key, seal_plain(planted, "arrow", None), 60)
+    assert table(1).equals(pa.table({"c": [1]}))
+    assert calls == [1]
+    assert table.cache_info().invalid == 1

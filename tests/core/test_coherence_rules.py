@@ -90,3 +90,30 @@ def test_a_stream_reset_forgets_the_own_writes_it_may_have_lost():
     state._own_write(bkey, 1)
     state.coherence_reset()  # the stream dropped: that write's notice is gone
     assert state.own_writes == {}
+
+
+# --- rule: generations only go up (issue 11 item 11) --------------------------------------
+
+
+def test_a_generation_set_back_is_raised_past_the_highest_seen(caplog):
+    source = {1: "v1"}
+
+    @cache(backend="memory://gen-rollback", ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    assert f(1) == {"v": "v1"}
+    state = f.__cachekit__
+    coherence = state.coherence
+    counter = state.gen_keys[0]
+    old = coherence.generations([counter])[0]
+    source[1] = "v2"
+    f.cache_clear()
+    assert f(1) == {"v": "v2"}
+    with coherence._lock:
+        coherence._counters[counter] = old  # set back behind cachekit's back
+    coherence.notify([counter])
+    with caplog.at_level("WARNING", logger="cachekit"):
+        assert f(1) == {"v": "v2"}
+    assert coherence.generations([counter])[0] > old + 1
+    assert any("[E012]" in r.getMessage() for r in caplog.records)

@@ -165,3 +165,59 @@ def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted
     state.coherence_reset()  # the generations must be read again
     assert f(1) == {"v": "v2"}
     assert f(1) == {"v": "v2"}
+
+
+# --- rule: generations only go up; a broken counter never freezes invalidation (item 11) ---
+
+
+def test_a_counter_set_back_never_serves_values_from_before_the_invalidation(
+    make_redis_server, caplog
+):
+    from cachekit.coherence import router_for
+
+    server = make_redis_server()
+    admin = redis.Redis.from_url(server.url)
+    source = {1: "v1"}
+
+    @cache(backend=server.url, ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    state = f.__cachekit__
+    assert f(1) == {"v": "v1"}
+    _wait_healthy(state.coherence)
+    router = router_for(state.coherence)
+    counter = state.gen_keys[0]
+    old = int(admin.get(counter))
+    source[1] = "v2"
+    seen = router.notifications
+    admin.incr(counter)  # another process's cache_clear()
+    _wait_for(lambda: router.notifications > seen, "no notice of the bump")
+    assert f(1) == {"v": "v2"}
+    seen = router.notifications
+    admin.set(counter, old)  # someone who can write to Redis sets it back
+    _wait_for(lambda: router.notifications > seen, "no notice of the rollback")
+    with caplog.at_level("WARNING", logger="cachekit"):
+        assert f(1) == {"v": "v2"}  # not v1, stored under the old generation
+    assert int(admin.get(counter)) > old + 1  # raised past what this process saw
+    assert any("E012" in r.getMessage() for r in caplog.records)
+
+
+def test_a_counter_of_another_type_does_not_freeze_invalidation(make_redis_server):
+    from cachekit.coherence import generation_keys
+
+    server = make_redis_server()
+    admin = redis.Redis.from_url(server.url)
+    source = {1: "v1"}
+
+    @cache(backend=server.url, ttl=300)
+    def f(x):
+        return {"v": source[x]}
+
+    counter = generation_keys(f.__cachekit__.builder.prefix, None, ())[0]
+    admin.rpush(counter, "not a counter")  # before this process ever read it
+    assert f(1) == {"v": "v1"}
+    source[1] = "v2"
+    f.cache_clear()
+    assert f(1) == {"v": "v2"}
+    assert admin.type(counter) == b"string"

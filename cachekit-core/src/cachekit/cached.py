@@ -592,7 +592,12 @@ class CachedState:
         read last, for up to STALE_GENERATIONS_TTL seconds after they stopped being known
         current, so the function's keys on the other nodes keep L2. Otherwise they skip L2.
         """
-        from cachekit.coherence import GENERATION_READS, GENERATION_RETRY, encode_generations
+        from cachekit.coherence import (
+            GENERATION_READS,
+            GENERATION_RETRY,
+            encode_generations,
+            router_for,
+        )
 
         now = monotonic()
         if now < self.gens_retry_at:
@@ -605,6 +610,7 @@ class CachedState:
             resets = self.resets  # epoch of the generations: see coherence_reset
             try:
                 values = self.coherence.generations(self.gen_keys)
+                values = router_for(self.coherence).never_lower(self.gen_keys, values)
             except Exception as exc:
                 if plan is not None:
                     self._backend_failed(plan, "generations", exc)

@@ -100,6 +100,7 @@ class Router:
         self._all: tuple[weakref.ref[CachedState], ...] = ()
         self.notifications = 0
         self.resets = 0
+        self._highest: dict[str, int] = {}  # counter -> highest value this process saw
 
     def register(self, state: CachedState, generation_keys: Sequence[str]) -> None:
         ref = weakref.ref(state)
@@ -110,6 +111,54 @@ class Router:
             for key in generation_keys:
                 self._by_generation[key] = _add(self._by_generation.get(key, ()), ref)
             self._all = _add(self._all, ref)
+
+    def never_lower(self, keys: Sequence[str], values: Sequence[int]) -> list[int]:
+        """The counters read, none below the highest value this process has seen.
+
+        Counters only go up. A lower one was set back by someone who can write to the
+        backend (or lost with its data): reading it would serve entries from before an
+        invalidation this process saw, and its own bumps would never get past the old
+        value. So it is raised, in the backend, past the highest value seen (which
+        invalidates what depends on it everywhere) and logged as E012. A coherence
+        without ``raise_to`` gets GenerationRollbackError: the caller skips L2.
+        """
+        out = [int(v) for v in values]
+        highest = self._highest
+        for i, key in enumerate(keys):
+            seen = highest.get(key)
+            if seen is not None and out[i] < seen:
+                out[i] = self._raise(key, out[i], seen)
+        with self._lock:
+            for key, value in zip(keys, out, strict=True):
+                if value > highest.get(key, value - 1):
+                    highest[key] = value
+        return out
+
+    def _raise(self, key: str, found: int, seen: int) -> int:
+        import logging
+
+        from cachekit.errors import GenerationRollbackError
+
+        raise_to = getattr(self.coherence, "raise_to", None)
+        if raise_to is None:
+            raise GenerationRollbackError(
+                f"generation counter {key} went back from {seen} to {found}, and this "
+                "backend's coherence cannot raise it (no raise_to)."
+            )
+        value = int(raise_to(key, seen + 1))
+        if value <= seen:
+            raise GenerationRollbackError(f"generation counter {key} could not be raised.")
+        logging.getLogger("cachekit").warning(
+            "[E012] generation counter %s went back from %d to %d: set back by someone "
+            "who can write to the backend, or lost with its data. Raised to %d, so "
+            "entries from before the invalidations this process saw stay unreachable. %s",
+            key,
+            seen,
+            found,
+            value,
+            GenerationRollbackError.hint,
+        )
+        return value
 
     def __call__(self, keys: Sequence[str | bytes] | None) -> None:
         """The backend's listener callback (runs on the backend's thread)."""

@@ -21,6 +21,7 @@ __all__ = [
     "DeserializationError",
     "EncryptionError",
     "EnvelopeError",
+    "GenerationRollbackError",
     "IntegrityError",
     "MasterKeyFormatError",
     "MasterKeyMissingError",
@@ -164,6 +165,21 @@ class BackendUnavailableError(BackendError, ConnectionError):
     """E011: the backend cannot be reached (refused, timed out, reset)."""
 
     code = "E011"
+
+
+class GenerationRollbackError(BackendError):
+    """E012: a generation counter read lower than this process has seen it, or broken.
+
+    Someone who can write to the backend set it back (or replaced it with another
+    type), or it was lost with its data. cachekit handles it: the counter is raised
+    past the highest value seen, which invalidates the entries that depend on it.
+    """
+
+    code = "E012"
+    hint = (
+        "Check who writes to the backend's cachekit:gen: keys; restrict write access "
+        "(ACLs) where invalidation matters."
+    )
 
 
 # --- keys ----------------------------------------------------------------------------

@@ -136,6 +136,10 @@ class Coherence(Protocol):
       L1 fed by this backend must be dropped.
     * ``healthy``: True while notifications flow. While False, cachekit caps the
       lifetime of new L1 entries (see docs/backends/redis.md).
+    * optional ``raise_to(key, value)``: make the counter at least ``value``
+      (replacing it when it is missing or not a counter) and return its value.
+      cachekit calls it when a counter reads lower than this process has seen it;
+      without it, such a function skips the backend until the counter is back up.
     """
 
     healthy: bool

@@ -47,13 +47,41 @@ _BATCH_WAIT = 0.002  # seconds to gather more notices once one arrived
 _WAKE_INTERVAL = 0.010
 _RECV_SIZE = 256 * 1024
 
-#: INCR that starts a missing counter at a random value instead of 0.
-_BUMP_SCRIPT = """
-if redis.call('exists', KEYS[1]) == 0 then
+#: A counter is a string of at most 15 digits (Lua reads numbers as doubles).
+_IS_COUNTER = """
+local function counter(key)
+    local v = redis.pcall('get', key)
+    if type(v) == 'string' and #v <= 15 and string.match(v, '^%d+$') then
+        return tonumber(v)
+    end
+    return nil
+end
+"""
+#: INCR that starts a counter afresh at a random value when it is missing, of another
+#: type or not a counter: none of those may make an invalidation a no-op (WRONGTYPE).
+_BUMP_SCRIPT = (
+    _IS_COUNTER
+    + """
+if counter(KEYS[1]) == nil then
     redis.call('set', KEYS[1], ARGV[1])
 end
 return redis.call('incr', KEYS[1])
 """
+)
+#: Make a counter at least ARGV[1] (replacing anything that is not a counter).
+_RAISE_SCRIPT = (
+    _IS_COUNTER
+    + """
+local n = counter(KEYS[1])
+if n ~= nil and n >= tonumber(ARGV[1]) then
+    return n
+end
+redis.call('set', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
+"""
+)
+#: The largest counter value read as one (more digits could lose precision in Lua).
+_MAX_COUNTER = 10**15 - 1
 
 
 def _random_start() -> int:
@@ -86,6 +114,7 @@ class RedisCoherence:
         self._lock = threading.Lock()
         self._connected_once = False
         self._bump: Any = None
+        self._raise: Any = None
         # Cluster: the node breakers, shared with the backends of the same nodes (nodes.py).
         config = node_breaker_config(settings.circuit_breaker)
         self._nodes = (
@@ -144,11 +173,24 @@ class RedisCoherence:
                     if not self._on_node(key, "SET NX generation", _create, key) and expect:
                         self._expect_created(key.encode(), -1)  # someone else created it
                 values = self._mget(keys)
+            found = [_counter(v) for v in values]
+            for i, key in enumerate(keys):
+                if found[i] is None:
+                    # Of another type (MGET reads it as nil) or not a counter: replaced,
+                    # or every bump of it would fail and invalidation would do nothing.
+                    log.warning(
+                        "[E012] generation counter %s on %s is not a counter (%s); "
+                        "replacing it, which invalidates what depends on it",
+                        key,
+                        self.endpoint,
+                        "another type or missing" if values[i] is None else "not an integer",
+                    )
+                    found[i] = int(self._on_node(key, "INCR generation", self._incr, key))
         except BackendError:
             raise  # a node's verdict, already translated
         except Exception as exc:
             raise translate(exc, self.endpoint, "MGET generations") from exc
-        return [int(v) if v is not None else 0 for v in values]
+        return [int(v) for v in found if v is not None]
 
     def _expect_created(self, key: bytes, delta: int) -> None:
         with self._lock:
@@ -196,6 +238,23 @@ class RedisCoherence:
         if self._bump is None:
             self._bump = client.register_script(_BUMP_SCRIPT)
         return self._bump(keys=[key], args=[_random_start()])
+
+    def raise_to(self, key: str, value: int) -> int:
+        """Make a counter at least ``value`` (see cachekit.protocols.Coherence)."""
+        from cachekit.errors import BackendError
+
+        value = min(int(value), _MAX_COUNTER)
+        try:
+            return int(self._on_node(key, "raise generation", self._raise_counter, key, value))
+        except BackendError:
+            raise  # a node's verdict, already translated
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "raise generation") from exc
+
+    def _raise_counter(self, client: Any, key: str, value: int) -> Any:
+        if self._raise is None:
+            self._raise = client.register_script(_RAISE_SCRIPT)
+        return self._raise(keys=[key], args=[value])
 
     # -- notifications -----------------------------------------------------------------
 
@@ -407,6 +466,13 @@ class RedisCoherence:
             keys = [k for k in keys if not self._forget_created(k)]
         if keys:
             self._emit(keys)
+
+
+def _counter(value: Any) -> int | None:
+    """A counter's value as MGET returned it; None when it is not a counter."""
+    if type(value) is not bytes or not 0 < len(value) <= 15 or not value.isdigit():
+        return None
+    return int(value)
 
 
 class _Stream:

@@ -63,6 +63,15 @@ class MemoryCoherence:
         self.notify([key])
         return value
 
+    def raise_to(self, key: str, value: int) -> int:
+        with self._lock:
+            current = self._counters.get(key, 0)
+            if current >= value:
+                return current
+            self._counters[key] = value
+        self.notify([key])
+        return value
+
     def listen(self, callback: Callable[[Sequence[str] | None], None]) -> None:
         with self._lock:
             self._listeners.append(callback)
