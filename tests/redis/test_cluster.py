@@ -918,3 +918,77 @@ def test_a_frozen_master_holding_a_generation_counter_leaves_the_other_keys_in_l
         f"{len(live)} live keys {hits}; slowest call {slowest * 1000:.0f} ms "
         f"(timeout {FROZEN_TIMEOUT * 1000:.0f} ms)"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11 item 18: a replica promoted while its dead master's breaker is open
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_a_promoted_replica_serves_the_dead_masters_keys_while_its_breaker_is_open(
+    report_figures, flavor
+):
+    """kill -9 of a master with a replica: its node breaker opens (recovery 60 s), so no I/O
+    reached the cluster to refresh the slot map, and its keys stayed uncached for 60 s. The
+    backend now refreshes the map (at most once a second) while a node is isolated: the
+    promoted replica is used within seconds, and the keys it carries over hit L2 again."""
+    cluster = LocalRedisCluster(3, name="promote")
+    loop = asyncio.new_event_loop()  # one loop: an asyncio client per loop
+    try:
+        url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
+        nodes_config = BreakerConfig(failure_threshold=2, recovery_timeout=60.0)
+        kind = AsyncRedisBackend if flavor == "async" else RedisBackend
+        backend = kind(url, circuit_breaker=nodes_config)
+        for i in range(100):
+            if flavor == "async":
+
+                @cache(backend=backend, ttl=60, l1=False, namespace=f"promote{i}")
+                async def alookup(key: str) -> dict:
+                    return {"key": key}
+
+                lookup: Any = lambda key, fn=alookup: loop.run_until_complete(fn(key))  # noqa: E731
+                lookup.cache_key, lookup.cache_info = alookup.cache_key, alookup.cache_info
+                lookup.__cachekit__ = alookup.__cachekit__
+            else:
+
+                @cache(backend=backend, ttl=60, l1=False, namespace=f"promote{i}")
+                def lookup(key: str) -> dict:
+                    return {"key": key}
+
+            lookup.cache_key("x")
+            victim = next((n for n in (1, 2, 0) if n not in _counters_on(lookup, cluster)), None)
+            if victim is not None:
+                break
+        args = keys_on_every_node(cluster, lookup, 3)[victim]
+        dead_node = backend._nodes.node(node_name(cluster, victim))
+        replica = cluster.add_replica(victim)
+        for arg in args:
+            lookup(arg)  # stored on the victim...
+        assert cluster.nodes[victim].execute("WAIT", 1, 2000) == 1  # ...and on its replica
+
+        cluster.kill_node(victim)
+        killed_at = time.monotonic()
+        while dead_node.state != "open":  # its keys' calls open the node's breaker
+            assert lookup(args[0])["key"] == args[0]
+            assert time.monotonic() - killed_at < 10, "the node breaker never opened"
+        wait_for(lambda: replica.info("replication").get("role") == "master", 20)
+        promoted_at = time.monotonic()
+        while True:
+            before = lookup.cache_info().l2_hits
+            assert [lookup(arg)["key"] for arg in args] == args
+            if lookup.cache_info().l2_hits - before == len(args):
+                break
+            assert time.monotonic() - promoted_at < 8, (
+                "the promoted replica's keys are still not read from L2 "
+                f"(node breaker {dead_node.state}, recovery 60 s)"
+            )
+            time.sleep(0.05)
+        back = time.monotonic() - promoted_at
+    finally:
+        loop.close()
+        cluster.cleanup()
+    report_figures(
+        f"[cluster] {flavor}: kill -9 of a master with a replica: promoted "
+        f"{promoted_at - killed_at:.1f} s after the kill; its keys hit L2 on the new master "
+        f"{back * 1000:.0f} ms later (node breaker recovery 60 s)"
+    )

@@ -862,7 +862,9 @@ class LocalRedisCluster:
 
     def __init__(self, masters: int = 3, *, timeout: float = 30.0, name: str = "cluster") -> None:
         started = time.monotonic()
+        self.name = name
         self.nodes: list[RedisServer] = []
+        self.replicas: list[RedisServer] = []  # add_replica(); not in ``nodes``
         self._slot_owner: list[int] | None = None
         try:
             for index in range(masters):
@@ -968,7 +970,7 @@ class LocalRedisCluster:
                 return False
             text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
             lines = [line for line in text.splitlines() if line.strip()]
-            if len(lines) != len(self.nodes):
+            if len(lines) != len(self.nodes) + len(self.replicas):
                 return False
             for line in lines:
                 fields = line.split()
@@ -991,6 +993,35 @@ class LocalRedisCluster:
                     f"cluster not healthy within {timeout}s:\n" + "\n".join(map(str, states))
                 )
             time.sleep(0.05)
+
+    def add_replica(self, index: int, timeout: float = 20.0) -> RedisServer:
+        """Start one more node as a replica of master ``index`` and wait until it replicates.
+
+        Kept in ``replicas``, not ``nodes`` (whose slots never move otherwise): for tests
+        of a promotion. Kill the master and the replica takes its slots once the others
+        flag it as failed (cluster-node-timeout 1000 ms, then an election).
+        """
+        master = self.nodes[index]
+        replica = RedisServer(name=f"{self.name}-replica{len(self.replicas)}", cluster=True)
+        self.replicas.append(replica)
+        replica.execute("CLUSTER", "MEET", master.host, str(master.port), str(master.bus_port))
+        master_id = master.execute("CLUSTER", "MYID")
+        master_id = master_id.decode() if isinstance(master_id, bytes) else str(master_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                replica.execute("CLUSTER", "REPLICATE", master_id)
+                break
+            except redis.ResponseError:  # does not know the master yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        while replica.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RedisSetupError(f"{replica!r} did not replicate from {master!r}")
+            time.sleep(0.05)
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
+        return replica
 
     def kill_node(self, index: int) -> RedisServer:
         """kill -9 one master (its slots become unreachable; others keep serving)."""
@@ -1043,7 +1074,7 @@ class LocalRedisCluster:
         self.flushall()
 
     def cleanup(self) -> None:
-        for node in self.nodes:
+        for node in self.nodes + self.replicas:
             node.cleanup(graceful=False)
 
     def __repr__(self) -> str:

@@ -439,7 +439,6 @@ class CachedState:
         # they are, or none was ever read), and when a failed read may be tried again.
         self.gens_lost_at: float | None = None
         self.gens_retry_at = 0.0
-        self.gens_partial = False  # that read failed on a part of the backend only
         self._stale_warned: float | None = None
         self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
         self.resets = 0  # bumped by every reset: a generations read that saw another is old
@@ -586,11 +585,12 @@ class CachedState:
         """Read the generation counters into the key salt; False when L2 must be skipped.
 
         A backend read like any other: while the breaker is open it does no I/O. A call
-        whose read fails skips L2 (it paid its one timeout), and for GENERATION_RETRY
-        seconds no call reads them again. When the failure was partial (a Cluster node
-        holding a counter is down; the rest answers), those calls use the generations
-        read last, for up to STALE_GENERATIONS_TTL seconds after they stopped being known
-        current, so the function's keys on the other nodes keep L2. Otherwise they skip L2.
+        whose read fails skips L2 (it paid its one timeout). When the failure was partial
+        (a Cluster node holding a counter is down; the rest answers, and the endpoint's
+        breaker does not count it), no call reads them again for GENERATION_RETRY seconds:
+        those calls use the generations read last, for up to STALE_GENERATIONS_TTL seconds
+        after they stopped being known current, so the function's keys on the other nodes
+        keep L2.
         """
         from cachekit.coherence import (
             GENERATION_READS,
@@ -614,8 +614,8 @@ class CachedState:
             except Exception as exc:
                 if plan is not None:
                     self._backend_failed(plan, "generations", exc)
-                self.gens_retry_at = monotonic() + GENERATION_RETRY
-                self.gens_partial = _partial(exc)
+                if _partial(exc):  # else the breaker counts it and decides on the next try
+                    self.gens_retry_at = monotonic() + GENERATION_RETRY
                 return False
             if breaker is not None:
                 breaker.success()
@@ -634,7 +634,7 @@ class CachedState:
         from cachekit.coherence import STALE_GENERATIONS_TTL
 
         lost = self.gens_lost_at
-        if lost is None or not self.gens_partial or now - lost > STALE_GENERATIONS_TTL:
+        if lost is None or now - lost > STALE_GENERATIONS_TTL:
             return False
         if self._stale_warned != lost:  # once per outage
             self._stale_warned = lost

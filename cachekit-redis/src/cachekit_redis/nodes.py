@@ -16,12 +16,19 @@ per node (``host:port``), in cachekit's process-wide registry under the name
   the engine not to count it again on the endpoint's breaker. Errors of the whole
   cluster (no startup node answers) stay transient and open the endpoint's breaker.
 * Multi-key operations group their keys by node and skip isolated nodes.
+* While a node is isolated no command reaches it, so nothing would tell redis-py that
+  its replica was promoted: the slot map would keep naming the dead node until the
+  breaker's next probe (60 s by default). So a command refused by an isolated node's
+  breaker also has the slot map re-read, at most once a second per cluster, off the
+  caller's path (a thread, or a task of the client's event loop).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from time import monotonic
 from typing import Any
 
 from cachekit.breaker import BreakerConfig, CircuitBreaker, breaker_for
@@ -41,6 +48,8 @@ log = logging.getLogger("cachekit.redis")
 
 #: Registry name of a node's breaker: ``redis cluster node 10.0.0.5:6379``.
 NODE_PREFIX = "redis cluster node "
+#: While a node is isolated, the slot map is re-read at most this often (seconds).
+REFRESH_INTERVAL = 1.0
 
 
 class NodeUnavailableError(BackendUnavailableError):
@@ -82,6 +91,8 @@ class NodeBreakers:
         self.config = config
         self._slot = key_slot
         self._by_node: dict[str, CircuitBreaker] = {}
+        self._next_refresh = 0.0
+        self._refresher: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"NodeBreakers({self.endpoint!r}, {sorted(self._by_node)})"
@@ -113,6 +124,7 @@ class NodeBreakers:
             breaker = self.node(name)
         if breaker.allow():
             return breaker
+        self.refresh_soon(manager, name)
         raise self.isolated(name, op)
 
     def call(self, manager: Any, client: Any, key: str, op: str, command: Any, *args: Any) -> Any:
@@ -137,6 +149,7 @@ class NodeBreakers:
         node = self.node_of(client.nodes_manager, key)
         breaker = _UNROUTED if node is None else self.node(node.name)
         if not breaker.allow():
+            self.arefresh_soon(client, node.name)
             raise self.isolated(node.name, op)
         try:
             if breaker.transitions["opened"] and _stale(client, node, breaker):
@@ -152,6 +165,39 @@ class NodeBreakers:
             raise err from exc
         breaker.success()
         return result
+
+    def _refresh_due(self) -> bool:
+        """True at most once per REFRESH_INTERVAL (a benign race may allow two)."""
+        now = monotonic()
+        if now < self._next_refresh:
+            return False
+        self._next_refresh = now + REFRESH_INTERVAL
+        return True
+
+    def refresh_soon(self, manager: Any, isolated: str) -> None:
+        """A synchronous client's slot map, re-read in a thread (a promotion moves slots)."""
+        running = self._refresher
+        if (running is not None and running.is_alive()) or not self._refresh_due():
+            return
+        thread = threading.Thread(
+            target=_refresh_map,
+            args=(manager, isolated),
+            name="cachekit-cluster-slots",
+            daemon=True,
+        )
+        self._refresher = thread
+        thread.start()
+
+    def arefresh_soon(self, client: Any, isolated: str) -> None:
+        """A redis.asyncio RedisCluster's slot map, re-read by a task of its event loop."""
+        import asyncio
+
+        if not self._refresh_due():
+            return
+        client._initialize = True  # what redis.asyncio sets after a connection failure
+        task = asyncio.get_running_loop().create_task(_arefresh(client, isolated))
+        _refreshing.add(task)
+        task.add_done_callback(_refreshing.discard)
 
     def isolated(self, name: str, op: str) -> NodeUnavailableError:
         return NodeUnavailableError(
@@ -188,9 +234,15 @@ class NodeBreakers:
         return list(groups.values())
 
     def _admit_groups(
-        self, manager: Any, keys: Sequence[str], op: str, errors: list[BackendError]
+        self,
+        manager: Any,
+        keys: Sequence[str],
+        op: str,
+        errors: list[BackendError],
+        isolated: list[str],
     ) -> list[tuple[Any, list[int], CircuitBreaker]]:
-        """The groups whose node's breaker allows a call; the others go to ``errors``."""
+        """The groups whose node's breaker allows a call; the others go to ``errors``
+        (and their node names to ``isolated``)."""
         admitted = []
         for node, positions in self.group(manager, keys):
             breaker = _UNROUTED if node is None else self.node(node.name)
@@ -198,6 +250,7 @@ class NodeBreakers:
                 admitted.append((node, positions, breaker))
             else:
                 errors.append(self.isolated(node.name, op))
+                isolated.append(node.name)
         return admitted
 
     def run(
@@ -216,7 +269,10 @@ class NodeBreakers:
         no I/O at all while any node involved is isolated, and the first failure raises.
         """
         batch = Batch(len(keys))
-        admitted = self._admit_groups(client.nodes_manager, keys, op, batch.errors)
+        isolated: list[str] = []
+        admitted = self._admit_groups(client.nodes_manager, keys, op, batch.errors, isolated)
+        if isolated:
+            self.refresh_soon(client.nodes_manager, isolated[0])
         if strict and batch.errors:
             for _, _, breaker in admitted:
                 breaker.release_probe()
@@ -246,7 +302,10 @@ class NodeBreakers:
         import asyncio
 
         batch = Batch(len(keys))
-        admitted = self._admit_groups(client.nodes_manager, keys, op, batch.errors)
+        isolated: list[str] = []
+        admitted = self._admit_groups(client.nodes_manager, keys, op, batch.errors, isolated)
+        if isolated:
+            self.arefresh_soon(client, isolated[0])
         try:
             for node, _, breaker in admitted:
                 if breaker.transitions["opened"] and _stale(client, node, breaker):
@@ -357,9 +416,13 @@ def _refresh(client: Any, failed: str) -> None:
 
     Asking the failed node last, as redis-py does: a frozen node would cost a timeout.
     """
+    _refresh_map(client.nodes_manager, failed)
+
+
+def _refresh_map(manager: Any, failed: str) -> None:
+    """:func:`_refresh` on a synchronous client's ``nodes_manager``."""
     import inspect
 
-    manager = client.nodes_manager
     try:
         if "last_failed_node_name" in inspect.signature(manager.initialize).parameters:
             manager.initialize(last_failed_node_name=failed)
@@ -367,6 +430,10 @@ def _refresh(client: Any, failed: str) -> None:
             manager.initialize()
     except Exception as exc:  # the next command reports it
         log.debug("slot map refresh after %s failed: %r", failed, exc)
+
+
+#: Slot map refreshes running in event loops (a task must be referenced until done).
+_refreshing: set[Any] = set()
 
 
 async def _arefresh(client: Any, failed: str) -> None:
