@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cachekit import cache
+from cachekit.errors import ConfigurationError
 
 
 class Repo:
@@ -62,10 +65,33 @@ def setup_function():
         fn.cache_clear()
 
 
-def test_self_is_not_part_of_the_key_by_default():
+class Service:
+    """No __cache_key__: its instances share entries."""
+
+    runs: list = []
+
+    def __init__(self, name):
+        self.name = name
+
+    @cache()
+    def get(self, item_id):
+        Service.runs.append((self.name, item_id))
+        return {"id": item_id}
+
+
+def test_instances_without___cache_key___share_entries():
+    Service.runs.clear()
+    Service.get.cache_clear()
+    Service("a").get(1)
+    Service("b").get(1)
+    assert Service.runs == [("a", 1)]
+
+
+def test_an_instance_whose_class_defines___cache_key___is_keyed_by_it():
+    # Repo defines __cache_key__ (its name): no include_self=True needed.
+    assert Repo("a").get(1) == Repo("b").get(1) == {"id": 1}
     Repo("a").get(1)
-    Repo("b").get(1)
-    assert Repo.runs == [("get", "a", 1)]
+    assert Repo.runs == [("get", "a", 1), ("get", "b", 1)]
 
 
 def test_include_self_keys_on_the_instance():
@@ -76,12 +102,18 @@ def test_include_self_keys_on_the_instance():
 
 
 def test_invalidate_and_cache_key_take_the_arguments_without_self():
+    service = Service("a")
+    service.get(5)
+    assert service.get.cache_key(5) == Service.get.cache_key(5)
+    assert service.get.invalidate_cache(5) == 1
+    # Repo's instances are keyed by __cache_key__: only an instance names an entry.
     repo = Repo("a")
     repo.get(5)
-    assert repo.get.cache_key(5) == Repo.get.cache_key(5)
-    assert repo.get.invalidate_cache(5) == 1
+    assert repo.get.invalidate_cache(5, _self=repo) == 1
     repo.get(5)
     assert len(Repo.runs) == 2
+    with pytest.raises(ConfigurationError, match="_self="):
+        Repo.get.cache_key(5)
 
 
 def test_classmethods_in_either_decorator_order():
@@ -114,3 +146,87 @@ def test_method_cache_info_through_instance_and_class():
     r.get(1)
     assert r.get.cache_info() == Repo.get.cache_info()
     assert Repo.get.cache_info().hits == 1
+
+
+class Shape:
+    runs: list = []
+
+    @classmethod
+    @cache()
+    def describe(cls, n):
+        Shape.runs.append((cls.__name__, n))
+        return f"{cls.__name__}:{n}"
+
+    @cache()
+    @classmethod
+    def describe2(cls, n):
+        return f"{cls.__name__}:{n}"
+
+    @cache()
+    def area(self, n):
+        Shape.runs.append((type(self).__name__, n))
+        return f"{type(self).__name__}:{n}"
+
+    @cache()
+    async def aarea(self, n):
+        return f"{type(self).__name__}:{n}"
+
+
+class Square(Shape):
+    pass
+
+
+def test_a_classmethod_called_on_a_subclass_gets_its_own_entry():
+    Shape.runs.clear()
+    assert Shape.describe(1) == "Shape:1"
+    assert Square.describe(1) == "Square:1"  # before: "Shape:1", the base's entry
+    assert Square().describe(1) == "Square:1"
+    assert Shape.describe2(2) == "Shape:2"
+    assert Square.describe2(2) == "Square:2"
+    assert Shape.runs == [("Shape", 1), ("Square", 1)]
+
+
+def test_the_instance_s_class_is_part_of_the_key():
+    Shape.runs.clear()
+    assert Shape().area(3) == "Shape:3"
+    assert Square().area(3) == "Square:3"
+    assert Square().area(3) == "Square:3"
+    assert Shape.runs == [("Shape", 3), ("Square", 3)]
+
+    async def main():
+        return [await Shape().aarea(4), await Square().aarea(4)]
+
+    assert asyncio.run(main()) == ["Shape:4", "Square:4"]
+
+
+def test_cache_key_and_invalidate_default_to_the_defining_class_or_take__self():
+    Shape.area.cache_clear()
+    Shape().area(5)
+    Square().area(5)
+    assert Shape.area.cache_key(5) == Shape().area.cache_key(5)
+    assert Shape.area.cache_key(5) != Shape.area.cache_key(5, _self=Square())
+    assert Shape.area.cache_key(5, _self=Square) == Shape.area.cache_key(5, _self=Square())
+    assert Shape.describe.cache_key(5) != Shape.describe.cache_key(5, _self=Square)
+    # Each invalidation finds its own L1 entry, filled by the fast path.
+    assert Shape.area.invalidate_cache(5, _self=Square()) == 1
+    assert Shape.area.invalidate_cache(5) == 1
+    assert Shape.area.cache_info().size == 0
+
+
+def test_cache_key_of_a_method_keyed_by___cache_key___needs_the_instance():
+    Repo("k").get(9)
+    assert Repo.get.cache_key(9, _self=Repo("k")) != Repo.get.cache_key(9, _self=Repo("j"))
+    assert Repo.get.invalidate_cache(9, _self=Repo("k")) == 1
+
+
+def test_include_self_false_leaves_the_class_out():
+    class Base:
+        @cache(include_self=False)
+        def f(self, x):
+            return type(self).__name__
+
+    class Child(Base):
+        pass
+
+    assert Base().f(1) == "Base"
+    assert Child().f(1) == "Base"  # shared, as asked

@@ -45,7 +45,7 @@ from cachekit.errors import (
     PluginNotFoundError,
     SerializationError,
 )
-from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable
+from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable, owner_tags
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
 from cachekit.stats import (
     BYPASSED,
@@ -409,6 +409,7 @@ class CachedState:
             func,
             namespace=options.namespace,
             skip_first=skip_first,
+            owner=options.include_self is None,
             key_func=options.key,
             tenant=current_tenant if options.tenant_extractor is not None else None,
             secure=options.encryption not in (False, None),
@@ -1244,9 +1245,35 @@ class CachedState:
 
     # -- attributes of the decorated function -------------------------------------
 
-    def _key_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        # invalidate_cache()/cache_key() take the arguments the key sees: no self/cls.
-        return (None, *args) if self.skip_first else args
+    def _key_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """A call's arguments, from what invalidate_cache()/cache_key() take.
+
+        They take no self/cls; ``_self=`` among ``kwargs`` (taken out) gives one, an
+        instance or a class. Without it, a method whose keys carry its class uses the
+        class it is defined in (E040 when that is unknown, or when its instances are
+        keyed by ``__cache_key__``: then only an instance names an entry).
+        """
+        given = kwargs.pop("_self", None)
+        if not self.skip_first:
+            if given is not None:
+                raise ConfigurationError(
+                    f"_self= was given, but {self.name} keys its first argument like any other."
+                )
+            return args
+        if given is None and self.builder.owner:
+            given, first = _defining_class(self.func)
+            if given is None:
+                raise ConfigurationError(
+                    f"cannot tell which class {self.name} belongs to; pass _self= (an "
+                    "instance, or a class), since the class is part of a method's keys."
+                )
+            if first != "cls" and getattr(given, "__cache_key__", None) is not None:
+                raise ConfigurationError(
+                    f"{given.__qualname__} defines __cache_key__, so each of its instances "
+                    f"has its own entries of {self.name}: pass _self=<the instance>."
+                )
+        return (given, *args)
+
 
     def _fresh_salt(self) -> None:
         """Keys computed outside a call (cache_key, invalidate) need current generations."""
@@ -1257,8 +1284,8 @@ class CachedState:
     def _tenant_scope(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The tenant of a key computed outside a call (E044 when it has none).
 
-        ``_tenant=`` among ``kwargs`` (taken out) names it directly: the extractor of a
-        method cannot see ``self`` here, since these helpers take no instance.
+        ``_tenant=`` among ``kwargs`` (taken out) names it directly; otherwise the
+        extractor sees ``args``, with self/cls as _key_args made them.
         """
         extractor = self.options.tenant_extractor
         given = kwargs.pop("_tenant", None)
@@ -1271,15 +1298,16 @@ class CachedState:
         if given is not None:
             tenant = required_tenant(lambda: given, self.name, (), {})
         else:
-            tenant = required_tenant(extractor, self.name, self._key_args(args), kwargs)
+            tenant = required_tenant(extractor, self.name, args, kwargs)
         assert tenant is not None
         return tenant_scope(tenant)
 
     def cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         self._fresh_salt()
         try:
+            args = self._key_args(args, kwargs)
             with self._tenant_scope(args, kwargs):
-                return self.builder.backend_key(self._key_args(args), kwargs)
+                return self.builder.backend_key(args, kwargs)
         except _Unbindable:
             raise CacheKeyError(
                 f"the arguments do not match the signature of {self.name}."
@@ -1297,8 +1325,9 @@ class CachedState:
             return None
         self._fresh_salt()
         try:
+            args = self._key_args(args, kwargs)
             with self._tenant_scope(args, kwargs):
-                return self.builder.keys(self._key_args(args), kwargs)
+                return self.builder.keys(args, kwargs)
         except _Unbindable:
             raise CacheKeyError(
                 f"the arguments do not match the signature of {self.name}."
@@ -1648,6 +1677,21 @@ def _is_method(func: Callable[..., Any]) -> bool:
     return bool(params) and params[0] in ("self", "cls")
 
 
+def _defining_class(func: Callable[..., Any]) -> tuple[Any, str]:
+    """(the class whose body defines ``func`` or None, the name of its first parameter)."""
+    import sys
+
+    first = ""
+    code = getattr(func, "__code__", None)
+    if code is not None and code.co_argcount:
+        first = code.co_varnames[0]
+    parts = getattr(func, "__qualname__", "").split(".")[:-1]
+    found: Any = sys.modules.get(getattr(func, "__module__", None) or "")
+    for part in parts:
+        found = getattr(found, part, None)
+    return (found if parts and isinstance(found, type) else None), first
+
+
 def _after_fork() -> None:
     global _url_lock
     _url_lock = allocate_lock()
@@ -1772,12 +1816,14 @@ def _wrapper_parts(state: CachedState) -> tuple[Any, ...]:
         l1,
         data.get,
         data.move_to_end,
-        1 if state.skip_first else 0,
+        # 0: no self/cls; 1: left out of the key; 2: its class leads the key (owner_value).
+        (2 if state.builder.owner else 1) if state.skip_first else 0,
         _fast_arity(state),
         state.builder,
         FAST_TYPES,
         state.options.single_flight,
         state.options.condition,
+        owner_tags.get,
     )
 
 
@@ -1794,6 +1840,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         fast,
         single_flight,
         condition,
+        tags_get,
     ) = _wrapper_parts(state)
 
     def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -1961,11 +2008,18 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if kwargs or len(args) != arity:
                 return slow(args, kwargs)
-            vals = args[skip:] if skip else args
+            vals = args[1:] if skip else args
             for v in vals:
                 if type(v) not in fast:
                     return slow(args, kwargs)
-            k = (*vals, *map(type, vals))
+            if skip == 2:  # a method: its class leads the key (keys.owner_value)
+                first = args[0]
+                tag = tags_get(first if isinstance(first, type) else type(first))
+                if tag is None:  # not seen yet, or keyed by __cache_key__
+                    return slow(args, kwargs)
+                k = (tag, *vals, str, *map(type, vals))
+            else:
+                k = (*vals, *map(type, vals))
             e = data_get(k)
             if e is not None and e[0] > monotonic():
                 counts[0] += 1
@@ -1994,6 +2048,7 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         fast,
         single_flight,
         condition,
+        tags_get,
     ) = _wrapper_parts(state)
 
     async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -2107,11 +2162,18 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             if kwargs or len(args) != arity:
                 return await slow(args, kwargs)
-            vals = args[skip:] if skip else args
+            vals = args[1:] if skip else args
             for v in vals:
                 if type(v) not in fast:
                     return await slow(args, kwargs)
-            k = (*vals, *map(type, vals))
+            if skip == 2:  # a method: its class leads the key (keys.owner_value)
+                first = args[0]
+                tag = tags_get(first if isinstance(first, type) else type(first))
+                if tag is None:  # not seen yet, or keyed by __cache_key__
+                    return await slow(args, kwargs)
+                k = (tag, *vals, str, *map(type, vals))
+            else:
+                k = (*vals, *map(type, vals))
             e = data_get(k)
             if e is not None and e[0] > monotonic():
                 counts[0] += 1

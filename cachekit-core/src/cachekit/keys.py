@@ -49,6 +49,8 @@ __all__ = [
     "digest",
     "function_name",
     "generate_cache_key",
+    "owner_tags",
+    "owner_value",
     "valid_name",
     "validate_namespace",
 ]
@@ -347,6 +349,32 @@ def _encode(obj: Any, out: list[bytes], path: str) -> None:
     )
 
 
+#: class -> the tag its instances (or itself, as a classmethod's ``cls``) put into a
+#: method's key. Only classes without ``__cache_key__`` are kept (their tag is fixed).
+owner_tags: dict[type, str] = {}
+
+
+def owner_value(first: Any) -> Any:
+    """What a method's ``self`` or ``cls`` contributes to its key.
+
+    A class (a classmethod's ``cls``) and an instance of a class without
+    ``__cache_key__`` contribute the class's qualified name, so a subclass never shares
+    the entries of its base; an instance of a class with ``__cache_key__`` contributes
+    itself, encoded through that hook (its class's name plus the value).
+    """
+    cls = first if isinstance(first, type) else type(first)
+    tag = owner_tags.get(cls)
+    if tag is not None:
+        return tag
+    tag = "cls:" + _qualified(cls)
+    if getattr(cls, "__cache_key__", None) is not None:
+        return tag if cls is first else first  # not kept: its instances differ
+    if len(owner_tags) >= 4096:  # classes made at run time: keep the memo bounded
+        owner_tags.clear()
+    owner_tags[cls] = tag
+    return tag
+
+
 def canonical_bytes(obj: Any, path: str = "argument") -> bytes:
     """The canonical, type-tagged encoding of ``obj`` (the input of the digest)."""
     out: list[bytes] = []
@@ -408,11 +436,13 @@ class KeyBuilder:
     """Turns one function's calls into L1 keys and backend keys.
 
     Built once per decorated function. ``skip_first`` leaves ``self``/``cls`` out
-    of the key (the default for methods). ``key_func`` replaces argument binding by
-    a user function whose (encodable) result is digested. ``secret`` keys the
-    digest; ``@cache.secure`` passes ``secure=True`` (the ``s2`` segment in the prefix)
-    and, once its encryptor is known, calls :meth:`use_naming_key`, so that key names
-    cannot be computed for guessed arguments nor linked between functions.
+    of the argument binding; ``owner`` (the default for methods) then puts
+    :func:`owner_value` of it first in the key instead (``include_self=False`` does
+    not). ``key_func`` replaces argument binding by a user function whose
+    (encodable) result is digested. ``secret`` keys the digest; ``@cache.secure``
+    passes ``secure=True`` (the ``s2`` segment in the prefix) and, once its encryptor
+    is known, calls :meth:`use_naming_key`, so that key names cannot be computed for
+    guessed arguments nor linked between functions.
     ``tenant`` returns the calling tenant (multi-tenant caches): it is digested
     with the arguments, so two tenants never share an entry, in L1 or the backend.
     """
@@ -428,6 +458,7 @@ class KeyBuilder:
         "_secret",
         "_sig",
         "key_func",
+        "owner",
         "prefix",
         "skip_first",
         "tenant",
@@ -463,6 +494,7 @@ class KeyBuilder:
         namespace: str | None = None,
         name: str | None = None,
         skip_first: bool = False,
+        owner: bool = False,
         key_func: Callable[..., Any] | None = None,
         secret: bytes | None = None,
         tenant: Callable[[], str] | None = None,
@@ -475,6 +507,7 @@ class KeyBuilder:
             # Keyed digests of another format live under other names: never mixed up.
             self.prefix += SECURE_KEY_FORMAT + ":"
         self.skip_first = skip_first
+        self.owner = owner and skip_first and key_func is None
         self.key_func = key_func
         self.tenant = tenant
         self.secret = secret
@@ -585,6 +618,10 @@ class KeyBuilder:
             d = self._digest_of(self._basis(args, kwargs))
             return d, self.prefix + d
         values = self.normalize(args, kwargs)
+        if self.owner:
+            if not args:
+                raise _Unbindable
+            values = (owner_value(args[0]), *values)
         if self.tenant is not None:
             # The tenant leads the values (a str: the typed fast path below applies),
             # so tenants never share a key and an L1 hit needs no digest.
