@@ -202,3 +202,25 @@ def test_losing_the_notification_stream_flushes_l1_and_caps_new_entries(
         time.sleep(0.01)
     assert coherence.healthy
     assert backend.health()["notifications"] == {"connected": True, "reconnects": 1}
+
+
+def test_an_async_function_without_l1_keeps_no_own_write_records(redis_url):
+    # Issue 11 item 2: one record per call piled up (nothing routes notices to a function
+    # without an L1, so nothing ever cleared them); the sync path kept none.
+    import asyncio
+
+    from cachekit import cache
+
+    @cache(backend=redis_url, l1=False)
+    async def lookup(x):
+        return {"x": x}
+
+    async def main():
+        for i in range(200):
+            await lookup(i)
+
+    asyncio.run(main())
+    state = lookup.__cachekit__
+    assert state.coherence is not None
+    assert lookup.cache_info().stores == 200
+    assert state.own_writes == {}
