@@ -15,12 +15,18 @@ import pytest
 from cachekit import cache
 from cachekit.backends.memory import MemoryBackend
 from cachekit.breaker import BreakerConfig
-from cachekit.constants import MISSING
+from cachekit.constants import CAP_LOCKING, MISSING
 
 PATIENT = BreakerConfig(failure_threshold=100)  # the breaker stays out of the way
 
 
 class Recording(MemoryBackend):
+    """The memory store with the one capability these tests need: the stampede lock.
+    Async functions call it in a worker thread, as they would any blocking backend."""
+
+    capabilities = frozenset({CAP_LOCKING})
+    to_async = None
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.calls: list[str] = []

@@ -22,7 +22,7 @@ from cachekit.errors import (
     MasterKeyMissingError,
     SerializationError,
 )
-from cachekit.ops import health, invalidate, stats
+from cachekit.ops import aclose, close, health, invalidate, stats
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,9 @@ __all__ = [
     "MasterKeyMissingError",
     "SerializationError",
     "__version__",
+    "aclose",
     "cache",
+    "close",
     "health",
     "hookimpl",
     "invalidate",

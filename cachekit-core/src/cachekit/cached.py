@@ -971,6 +971,31 @@ class CachedState:
             self._warned.add(tag)
             _log().warning(msg, *args)
 
+    def check_event_loop(self, plan: Plan) -> None:
+        """Say once that a sync function's backend I/O blocks a running event loop.
+
+        Called on the miss path only, before its backend I/O: a loop is running in
+        this thread only if asyncio was imported, so programs without asyncio pay a
+        dict lookup.
+        """
+        if "in-loop" in self._warned:
+            return
+        import sys
+
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is None or asyncio._get_running_loop() is None:
+            return
+        if CAP_NONBLOCKING in getattr(plan.backend, "capabilities", ()):
+            return
+        self._warn_once(
+            "in-loop",
+            "%s is a regular function called inside a running event loop: its backend I/O "
+            "on a miss blocks the event loop (up to the socket timeout per operation). Make "
+            "it `async def`, or call it with `await asyncio.to_thread(...)`. Logged once "
+            "per function.",
+            self.name,
+        )
+
     # -- backend I/O (fail open) ---------------------------------------------------
 
     def _backend_failed(self, plan: Plan | _Place, op: str, exc: BaseException) -> None:
@@ -1910,6 +1935,8 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             return hit  # type: ignore[no-any-return]
         # A key computed before the generations were (re)read carries an old salt.
         stale = state.coherence is not None and not state.gens_ok
+        if plan.backend is not None:
+            state.check_event_loop(plan)
         use_l2 = plan.backend is not None and read is not _UNREACHABLE and state.l2_ready()
         if use_l2:
             if bkey is None or stale:

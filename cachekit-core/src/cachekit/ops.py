@@ -1,4 +1,5 @@
-"""Operations across every cached function of the process: invalidate, stats, health."""
+"""Operations across every cached function of the process: invalidate, stats, health,
+close."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-__all__ = ["health", "invalidate", "stats"]
+__all__ = ["aclose", "close", "health", "invalidate", "stats"]
 
 
 def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None = None) -> int:
@@ -176,3 +177,96 @@ def health() -> dict[str, Any]:
         "circuit_breakers": breaker_states,
         "plugin_errors": plugin_errors,
     }
+
+
+def close() -> None:
+    """Close every backend and notification connection cachekit opened in this process.
+
+    For a fork (call it in the parent just before), the end of a test, a reload. The
+    backends built from URLs and the notification streams of every function's backend
+    are closed; calling it twice is harmless, and the next call of a cached function
+    reconnects. Backend objects passed as ``backend=`` are yours to close. Inside a
+    running event loop, use ``await cachekit.aclose()``: async backends close their
+    connections in the loop that opened them.
+    """
+    plain, coroutines = _opened()
+    _close_each(plain)
+    if not coroutines:
+        return
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        for backend in coroutines:
+            asyncio.run(_aclose_one(backend))
+        return
+    _log().warning(
+        "cachekit.close() was called inside a running event loop; the async backends' "
+        "connections of this loop stay open: use `await cachekit.aclose()` there."
+    )
+
+
+async def aclose() -> None:
+    """:func:`close` for async code: async backends close this loop's connections too."""
+    import asyncio
+
+    plain, coroutines = _opened()
+    await asyncio.to_thread(_close_each, plain)  # joining a listener thread may block
+    for backend in coroutines:
+        await _aclose_one(backend)
+
+
+def _opened() -> tuple[list[Any], list[Any]]:
+    """What :func:`close` closes: (objects with a plain ``close()``, async backends)."""
+    import inspect
+
+    from cachekit.cached import _url_backends
+    from cachekit.constants import CAP_INVALIDATION
+
+    owned = [b for b in list(_url_backends.values()) if b is not None]
+    used = [s.plan.backend or s.plan.abackend for s in all_states() if s.plan is not None]
+    plain: list[Any] = []
+    coroutines: list[Any] = []
+    seen: set[int] = set()
+    for backend in owned:
+        seen.add(id(backend))
+        close_method = getattr(backend, "close", None)
+        if inspect.iscoroutinefunction(close_method):
+            coroutines.append(backend)
+        elif callable(close_method):
+            plain.append(backend)
+    # The notification streams cachekit started, whoever built their backends.
+    coherences = [s.coherence for s in all_states() if s.coherence is not None]
+    for backend in owned + [b for b in used if b is not None]:
+        if CAP_INVALIDATION in getattr(backend, "capabilities", ()):
+            try:
+                coherences.append(backend.coherence())
+            except Exception as exc:
+                _log().debug("cachekit.close(): no coherence for %r: %r", backend, exc)
+    for coherence in coherences:
+        if id(coherence) not in seen and callable(getattr(coherence, "close", None)):
+            seen.add(id(coherence))
+            plain.append(coherence)
+    return plain, coroutines
+
+
+def _close_each(objects: list[Any]) -> None:
+    for obj in objects:
+        try:
+            obj.close()
+        except Exception as exc:  # closing never fails the caller
+            _log().debug("cachekit.close(): closing %r failed: %r", obj, exc)
+
+
+async def _aclose_one(backend: Any) -> None:
+    try:
+        await backend.close()
+    except Exception as exc:
+        _log().debug("cachekit.close(): closing %r failed: %r", backend, exc)
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("cachekit")

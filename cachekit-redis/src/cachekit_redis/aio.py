@@ -2,8 +2,9 @@
 
 redis.asyncio connections belong to the event loop that opened them, while a
 cachekit backend lives as long as the process (one per URL). So the backend keeps
-one client per running event loop, created on first use in that loop; a loop
-that ends takes its client with it (weak references).
+one client per running event loop, created on first use in that loop, and closes
+it when the loop shuts down (or, for a loop closed without shutting down its async
+generators, at the backend's next use).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import suppress
 from time import monotonic
 from typing import Any
@@ -53,6 +54,46 @@ def _drop_clients() -> None:
 atexit.register(_drop_clients)
 
 
+def _shut_down_sockets(client: Any) -> None:
+    """Shut down the sockets of a redis.asyncio client whose event loop is closed.
+
+    ``aclose()`` needs the client's loop; with the loop gone, the connections' sockets
+    are shut down directly, which makes the server drop them at once (the file
+    descriptors go with the garbage). Standalone and Sentinel clients (one pool) and
+    Cluster clients (a pool per node).
+    """
+    import socket
+
+    if client is None:
+        return
+    pools = [getattr(client, "connection_pool", None)]
+    get_nodes = getattr(client, "get_nodes", None)
+    if callable(get_nodes):
+        with suppress(Exception):
+            pools.extend(get_nodes())
+    for pool in pools:
+        connections = [
+            *getattr(pool, "_available_connections", ()),
+            *getattr(pool, "_in_use_connections", ()),
+            *getattr(pool, "_connections", ()),  # a Cluster node
+        ]
+        for connection in connections:
+            writer = getattr(connection, "_writer", None)
+            sock = None if writer is None else writer.get_extra_info("socket")
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+async def _aclose_client(client: Any) -> None:
+    """Close a redis.asyncio client and its pool (a client given a pool leaves it open)."""
+    with suppress(Exception):
+        if callable(getattr(client, "get_nodes", None)):  # a Cluster: its nodes' pools
+            await client.aclose()
+        else:
+            await client.aclose(close_connection_pool=True)
+
+
 def _unlock(client: Any, key: str, token: str) -> Any:
     return client.register_script(RELEASE_SCRIPT)(keys=[key], args=[token])
 
@@ -66,7 +107,12 @@ class AsyncRedisBackend(RedisEndpoint):
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
+        # Each value holds its loop strongly (through its connections): an entry goes
+        # when its loop shuts down (_until_loop_ends) or is seen closed (_drop_ended_loops).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._enders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
         # Sentinel: clients whose epoch is behind self._watch's are replaced (failover.py).
@@ -74,15 +120,48 @@ class AsyncRedisBackend(RedisEndpoint):
 
     @property
     def client(self) -> Any:
-        """The client of the running event loop."""
+        """The client of the running event loop (built at the loop's first use)."""
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # Clients of loops that have ended cannot be used (or closed) any more.
-            for old in [lp for lp in self._clients if lp.is_closed()]:
-                self._clients.pop(old, None)
+            self._drop_ended_loops()
             client = self._clients[loop] = build_async_client(self.target, self.settings)
+            self._close_at_loop_end(loop)
         return client
+
+    def _close_at_loop_end(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the loop's client when the loop shuts down.
+
+        asyncio offers one hook before a loop closes: ``asyncio.run`` (and Runner)
+        finalize every async generator still suspended (``shutdown_asyncgens``), in the
+        loop. So a generator suspended here, registered with the running loop by its
+        first step, closes the client in its ``finally``. A loop closed without that
+        step is handled by :meth:`_drop_ended_loops` at the next use.
+        """
+        ender = self._until_loop_ends(loop)
+        self._enders[loop] = ender  # the loop holds its generators weakly
+        step = ender.asend(None)  # registers ender with the running loop
+        try:
+            step.send(None)  # runs it to its yield, which awaits nothing
+        except StopIteration:
+            pass
+
+    async def _until_loop_ends(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._enders.pop(loop, None)
+            client = self._clients.pop(loop, None)
+            if client is not None and not loop.is_closed():
+                await _aclose_client(client)
+
+    def _drop_ended_loops(self) -> None:
+        """Clients of loops that closed without shutting down their async generators:
+        their connections cannot be closed through the loop any more, so their sockets
+        are shut down directly (the server closes its side at once)."""
+        for old in [lp for lp in self._clients if lp.is_closed()]:
+            self._enders.pop(old, None)
+            _shut_down_sockets(self._clients.pop(old, None))
 
     async def _ready(self) -> Any:
         """The running loop's client; a Cluster client knows the slot map before any command.
@@ -308,11 +387,19 @@ class AsyncRedisBackend(RedisEndpoint):
         return finish_health(report, self._nodes, self.url, self.settings)
 
     async def close(self) -> None:
+        """Close the running loop's connections, and those of loops that have ended.
+
+        The next command in this loop reconnects; calling it twice is harmless. A loop
+        still running in another thread keeps its connections until it ends.
+        """
+        self._drop_ended_loops()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        ender = self._enders.pop(loop, None)
+        if ender is not None:
+            await ender.aclose()  # its finally closes the loop's client
         client = self._clients.pop(loop, None)
         if client is not None:
-            with suppress(Exception):
-                await client.aclose()
+            await _aclose_client(client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from queue import LifoQueue
 from time import monotonic
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = [
     "LazyClient",
     "build_async_client",
     "build_sync_client",
+    "close_client",
     "no_retry",
     "raw_connection",
 ]
@@ -107,6 +109,15 @@ class LazyClient:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def close_client(client: Any, kind: str) -> None:
+    """Close a sync client's connections, its pool's included (redis-py's ``close()``
+    leaves a pool it was given open). The client stays usable: it reconnects."""
+    with suppress(Exception):  # closing a broken client must not raise
+        client.close()
+        if kind != "cluster":  # a LazyClient's close() closes the Cluster's node pools
+            client.connection_pool.disconnect()
 
 
 def _cluster_kwargs(conn: dict[str, Any]) -> dict[str, Any]:

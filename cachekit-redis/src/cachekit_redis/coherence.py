@@ -25,7 +25,7 @@ from contextlib import suppress
 from time import monotonic, sleep
 from typing import Any
 
-from cachekit_redis.clients import build_sync_client, raw_connection
+from cachekit_redis.clients import build_sync_client, close_client, raw_connection
 from cachekit_redis.errors import translate
 from cachekit_redis.failover import SwitchSubscription, watch_for
 from cachekit_redis.nodes import NodeBreakers, node_breaker_config
@@ -292,7 +292,14 @@ class RedisCoherence:
             thread.start()
 
     def close(self) -> None:
+        """Stop the notification stream and close this object's connections (waiting up
+        to 2 s for the listener thread). Twice is harmless; the next read of the
+        generations starts them again (the functions re-read them after the reset)."""
         self._stop.set()
+        for thread in list(self._threads):
+            if thread is not threading.current_thread():
+                thread.join(2.0)
+        close_client(self.client, self.target.kind)
 
     def _run(self) -> None:
         backoff = 0.05
