@@ -117,3 +117,40 @@ def test_a_generation_set_back_is_raised_past_the_highest_seen(caplog):
         assert f(1) == {"v": "v2"}
     assert coherence.generations([counter])[0] > old + 1
     assert any("[E012]" in r.getMessage() for r in caplog.records)
+
+
+# --- rule: a write never outlives an invalidation made during its computation (item 9) ---
+
+
+def _slow_copies(name: str, source: dict, started, gate):
+    """Two decorations of one function: two processes' views of the same keys."""
+
+    def make():
+        @cache(backend=f"memory://{name}", ttl=300)
+        def slow(x):
+            value = source[x]  # the old input ...
+            started.set()
+            gate.wait(5)  # ... while the function is still computing
+            return {"v": value}
+
+        return slow
+
+    return make(), make()
+
+
+def test_a_miss_computing_during_an_invalidation_does_not_store_its_old_value():
+    import threading
+
+    started, gate = threading.Event(), threading.Event()
+    source = {1: "v1"}
+    mine, other = _slow_copies("write-after-invalidate", source, started, gate)
+    other.cache_key(1)  # resolved before the race
+    runner = threading.Thread(target=mine, args=(1,))
+    runner.start()
+    assert started.wait(5)
+    source[1] = "v2"
+    other.invalidate_cache(1)  # the input changed: another process invalidates
+    gate.set()
+    runner.join(5)
+    assert other(1) == {"v": "v2"}  # not the old value, stored after the invalidation
+    assert mine(1) == {"v": "v2"}

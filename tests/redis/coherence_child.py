@@ -35,6 +35,18 @@ async def aprofile(user_id: int) -> dict:
     return {"id": user_id, "v": _source(user_id)}
 
 
+@cache(ttl=60, namespace="coherence")
+def gated(user_id: int) -> dict:
+    """Reads the source, then waits until the raw key ``gate:<id>`` exists."""
+    value = _source(user_id)
+    client = redis.Redis.from_url(os.environ["CACHEKIT_BACKEND"])
+    client.set(f"started:{user_id}", 1)
+    deadline = time.monotonic() + 10
+    while not client.exists(f"gate:{user_id}") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return {"id": user_id, "v": value}
+
+
 def _watch(call, deadline: float) -> None:
     """Print READY, then the monotonic time at which the result changed."""
     first = call()
@@ -68,5 +80,10 @@ def main() -> None:
             print("TIMEOUT", flush=True)
 
         asyncio.run(run())
+    elif mode == "invalidate-gated":
+        gated.invalidate_cache(1)
+        print("DONE", flush=True)
+    elif mode == "read-gated":
+        print(f"VALUE {gated(1)['v']}", flush=True)
     else:
         raise SystemExit(f"unknown mode {mode}")

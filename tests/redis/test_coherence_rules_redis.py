@@ -99,16 +99,19 @@ def test_a_write_whose_notice_was_lost_does_not_hide_the_next_foreign_change(
     key = f.cache_key(1)  # resolves the plan and brings the stream up
     _wait_healthy(state.coherence)
     backend = state.plan.backend
-    real_set = backend.set
     before = state.coherence.reconnects
 
-    def set_while_tracking_dies(k, value, ttl=None):
-        admin.client_kill_filter(_type="pubsub")  # the tracking connection
-        real_set(k, value, ttl)
+    def while_tracking_dies(write):
+        def wrapped(*args):
+            admin.client_kill_filter(_type="pubsub")  # the tracking connection
+            return write(*args)
 
-    monkeypatch.setattr(backend, "set", set_while_tracking_dies)
-    assert f(1) == {"v": "v1"}  # stored; its notice is lost with the connection
-    monkeypatch.setattr(backend, "set", real_set)
+        return wrapped
+
+    with monkeypatch.context() as patch:
+        for name in ("set", "set_guarded"):  # whichever stores the computed value
+            patch.setattr(backend, name, while_tracking_dies(getattr(backend, name)))
+        assert f(1) == {"v": "v1"}  # stored; its notice is lost with the connection
     _wait_reconnected(state.coherence, before)
     time.sleep(0.1)
     assert f(1) == {"v": "v1"}  # from L2, back in L1
@@ -133,8 +136,6 @@ def _wait_for(predicate, what: str) -> None:
 def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted(
     make_redis_server, monkeypatch
 ):
-    from cachekit.coherence import router_for
-
     server = make_redis_server()
     admin = redis.Redis.from_url(server.url)
     source = {1: "v1"}
@@ -147,7 +148,6 @@ def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted
     assert f(1) == {"v": "v1"}
     coherence = state.coherence
     _wait_healthy(coherence)
-    router = router_for(coherence)
     real_read = coherence.generations
     raced = []
 
@@ -155,9 +155,9 @@ def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted
         values = real_read(keys)  # the reply ...
         if not raced:
             raced.append(True)
-            seen = router.notifications
+            seen = state.resets
             admin.incr(state.gen_keys[0])  # ... is older than this cache_clear() elsewhere,
-            _wait_for(lambda: router.notifications > seen, "no notice of the bump")
+            _wait_for(lambda: state.resets > seen, "no notice of the bump")
         return values  # ... whose notice this process handled first
 
     monkeypatch.setattr(coherence, "generations", read_then_another_process_invalidates)
@@ -173,8 +173,6 @@ def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted
 def test_a_counter_set_back_never_serves_values_from_before_the_invalidation(
     make_redis_server, caplog
 ):
-    from cachekit.coherence import router_for
-
     server = make_redis_server()
     admin = redis.Redis.from_url(server.url)
     source = {1: "v1"}
@@ -186,17 +184,18 @@ def test_a_counter_set_back_never_serves_values_from_before_the_invalidation(
     state = f.__cachekit__
     assert f(1) == {"v": "v1"}
     _wait_healthy(state.coherence)
-    router = router_for(state.coherence)
     counter = state.gen_keys[0]
     old = int(admin.get(counter))
     source[1] = "v2"
-    seen = router.notifications
+    seen = state.resets
     admin.incr(counter)  # another process's cache_clear()
-    _wait_for(lambda: router.notifications > seen, "no notice of the bump")
+    _wait_for(lambda: state.resets > seen, "no notice of the bump")
+    time.sleep(0.05)  # the reset empties L1 just after counting itself
     assert f(1) == {"v": "v2"}
-    seen = router.notifications
+    seen = state.resets
     admin.set(counter, old)  # someone who can write to Redis sets it back
-    _wait_for(lambda: router.notifications > seen, "no notice of the rollback")
+    _wait_for(lambda: state.resets > seen, "no notice of the rollback")
+    time.sleep(0.05)
     with caplog.at_level("WARNING", logger="cachekit"):
         assert f(1) == {"v": "v2"}  # not v1, stored under the old generation
     assert int(admin.get(counter)) > old + 1  # raised past what this process saw
@@ -221,3 +220,60 @@ def test_a_counter_of_another_type_does_not_freeze_invalidation(make_redis_serve
     f.cache_clear()
     assert f(1) == {"v": "v2"}
     assert admin.type(counter) == b"string"
+
+
+# --- rule: a write never outlives an invalidation made during its computation (item 9) ---
+
+
+def _run_child(url: str, mode: str) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEKIT_")}
+    env.update(CACHEKIT_BACKEND=url, PYTHONPATH=str(here))
+    done = subprocess.run(
+        [sys.executable, "-c", "import coherence_child; coherence_child.main()", mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_miss_computing_during_another_processes_invalidation_stores_nothing_old(
+    make_redis_server, monkeypatch
+):
+    import sys
+    from pathlib import Path
+
+    server = make_redis_server()
+    admin = redis.Redis.from_url(server.url)
+    monkeypatch.setenv("CACHEKIT_BACKEND", server.url)
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import coherence_child
+    finally:
+        sys.path.pop(0)
+    gated = coherence_child.gated
+    state = gated.__cachekit__
+    state.plan = None  # resolve against this test's server
+    state.coherence = None
+    state.gens_ok = False
+    if state.l1 is not None:
+        state.l1.clear()
+    admin.set("source:1", "v1")
+    runner = threading.Thread(target=gated, args=(1,))
+    runner.start()
+    _wait_for(lambda: admin.exists("started:1"), "the miss did not start")
+    admin.set("source:1", "v2")
+    assert _run_child(server.url, "invalidate-gated") == "DONE"
+    admin.set("gate:1", 1)  # the miss finishes with the old input
+    runner.join(10)
+    assert _run_child(server.url, "read-gated") == "VALUE v2"  # every process reads...
+    time.sleep(0.2)
+    assert gated(1)["v"] == "v2"  # ... the new value, this one included

@@ -32,11 +32,13 @@ from time import monotonic, time
 from cachekit.coherence import DEGRADED_L1_TTL, OWN_WRITE_WAIT
 from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
+    CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
     CAP_NONBLOCKING,
     CAP_TRUSTED,
     MISSING,
+    TOMBSTONE_PREFIX,
 )
 from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unseal
 from cachekit.errors import (
@@ -363,6 +365,11 @@ class _LeaderGone(Exception):
 #: The flights the current thread or asyncio task leads (single flight), so that a
 #: function calling itself with the same key computes instead of waiting for itself.
 _LEADING: ContextVar[tuple[Any, ...]] = ContextVar("cachekit_leading", default=())
+#: What the current thread's or task's last L2 read of a key found, for a guarded
+#: write of the value it then computes: (backend key, "" or the SHA-1 of the bytes).
+_SEEN: ContextVar[tuple[str, str] | None] = ContextVar("cachekit_seen", default=None)
+#: Lifetime of a tombstone when the function's entries never expire (seconds).
+_TOMBSTONE_MAX_TTL = 86400.0
 #: enter_flight's answers for a caller that does not lead the flight.
 _WAIT: Any = object()
 _REENTER: Any = object()
@@ -448,6 +455,7 @@ class CachedState:
         self.own_writes: dict[str, list[float]] = {}
         self._coh_lock = allocate_lock()
         self.locking = False  # stampede lock across processes (backends with "locking")
+        self.guarded = False  # writes guarded against invalidations ("guarded_writes")
         _states.add(self)
 
     def __repr__(self) -> str:
@@ -540,6 +548,7 @@ class CachedState:
             ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
             self.replan_at = monotonic() + DEGRADED_L1_TTL
         self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
+        self.guarded = CAP_GUARDED_WRITES in capabilities
         max_value = opts.max_value_size or settings.max_value_size
         return Plan(
             enabled=settings.enabled,
@@ -1098,9 +1107,7 @@ class CachedState:
             return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
         if breaker is not None:
             breaker.success()
-        if blob is MISSING or blob is None:
-            return MISSING, None, None
-        return self._decode(plan, blob, bkey)
+        return self._read(plan, blob, bkey)
 
     def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
         """Store the envelope; False when the backend was not reached (breaker open or a
@@ -1110,8 +1117,9 @@ class CachedState:
         if breaker is not None and not breaker.allow():
             return False
         tracked = self._expect_own_notice(bkey)
+        op, args = self._write_op(plan, bkey, blob)
         try:
-            plan.backend.set(bkey, blob, plan.ttl)
+            done = getattr(plan.backend, op)(*args)
         except Exception as exc:
             if tracked:
                 self._own_write(bkey, -1)
@@ -1119,6 +1127,7 @@ class CachedState:
             return not _unreachable(exc)
         if breaker is not None:
             breaker.success()
+        self._written(op, done, bkey)
         return True
 
     async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
@@ -1159,9 +1168,7 @@ class CachedState:
             raise
         if breaker is not None:
             breaker.success()
-        if blob is MISSING or blob is None:
-            return MISSING, None, None
-        return self._decode(plan, blob, bkey)
+        return self._read(plan, blob, bkey)
 
     async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
         """l2_set for async callers (the same answer)."""
@@ -1170,8 +1177,9 @@ class CachedState:
         if breaker is not None and not breaker.allow():
             return False
         tracked = self._expect_own_notice(bkey)
+        op, args = self._write_op(plan, bkey, blob)
         try:
-            await self._acall(plan, "set", bkey, blob, plan.ttl)
+            done = await self._acall(plan, op, *args)
         except Exception as exc:
             if tracked:
                 self._own_write(bkey, -1)
@@ -1185,7 +1193,66 @@ class CachedState:
             raise
         if breaker is not None:
             breaker.success()
+        self._written(op, done, bkey)
         return True
+
+    def _read(self, plan: Plan, blob: Any, bkey: str) -> Any:
+        """(value, payload, expires) of what an L2 read returned (sync and async).
+
+        A miss notes what it found (nothing, a tombstone, an unreadable entry) for
+        the guarded write of the value this caller may compute next (_write_op).
+        """
+        if blob is MISSING or blob is None:
+            if self.guarded:
+                _SEEN.set((bkey, ""))
+            return MISSING, None, None
+        if blob[: len(TOMBSTONE_PREFIX)] == TOMBSTONE_PREFIX:
+            outcome = (MISSING, None, None)  # an invalidated entry
+        else:
+            outcome = self._decode(plan, blob, bkey)
+            if outcome[0] is not MISSING:
+                return outcome
+        if self.guarded:
+            import hashlib
+
+            _SEEN.set((bkey, hashlib.sha1(blob, usedforsecurity=False).hexdigest()))
+        return outcome
+
+    def _write_op(self, plan: Plan, bkey: str, blob: bytes) -> tuple[str, tuple[Any, ...]]:
+        """The backend call that stores a computed value (sync and async).
+
+        Guarded when this caller read the key first: the write lands only while the
+        key still holds what that read found, so it never outlives an invalidation
+        (a tombstone) or another process's newer value written meanwhile.
+        """
+        seen = _SEEN.get() if self.guarded else None
+        if seen is None or seen[0] != bkey:
+            return "set", (bkey, blob, plan.ttl)
+        _SEEN.set(None)
+        return "set_guarded", (bkey, blob, plan.ttl, seen[1])
+
+    def _written(self, op: str, done: Any, bkey: str) -> None:
+        """After a write: a refused guarded write drops the L1 copy it was made for."""
+        if op != "set_guarded" or done:
+            return
+        self.debug("write refused: the key changed while computing", bkey, (), {})
+        digest = bkey[-DIGEST_HEX_LENGTH:]
+        with self._coh_lock:
+            self.own_writes.pop(digest, None)  # the notice it waits for is not ours
+            self.epoch += 1
+            lkey = self.index.pop(digest, _NO_HIT)
+        if lkey is not _NO_HIT and self.l1 is not None:
+            self.l1.pop(lkey)
+
+    def _remove_op(self, plan: Plan, bkey: str) -> tuple[Any, ...]:
+        """How invalidate_cache(args) removes one entry from the backend (sync and async).
+
+        With guarded writes, a tombstone that lives as long as an entry would: a miss
+        that read the key before it cannot store its value after it.
+        """
+        if not self.guarded:
+            return ("delete", bkey)
+        return ("tombstone", bkey, _TOMBSTONE_MAX_TTL if plan.ttl is None else plan.ttl)
 
     # -- storing -------------------------------------------------------------------
 
@@ -1299,7 +1366,6 @@ class CachedState:
                 )
         return (given, *args)
 
-
     def _fresh_salt(self) -> None:
         """Keys computed outside a call (cache_key, invalidate) need current generations."""
         self.resolve()
@@ -1366,7 +1432,7 @@ class CachedState:
         self._check_sync_maintenance(plan)
         lkey, bkey = target
         removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
-        return removed + int(bool(self._backend_call(plan, "delete", bkey)))
+        return removed + int(bool(self._backend_call(plan, *self._remove_op(plan, bkey))))
 
     async def ainvalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
         return await self._ainvalidate_backend(*self._invalidate_l1(args, kwargs))
@@ -1402,7 +1468,7 @@ class CachedState:
         if bkey is None:
             return removed + await self.aclear()
         plan = self.resolve()
-        return removed + int(bool(await self._abackend_call(plan, "delete", bkey)))
+        return removed + int(bool(await self._abackend_call(plan, *self._remove_op(plan, bkey))))
 
     def clear(self, reset_stats: bool = False) -> int:
         plan = self.resolve()

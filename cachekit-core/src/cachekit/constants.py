@@ -7,12 +7,14 @@ Kept apart from :mod:`cachekit.protocols` so that the hot path does not import
 from __future__ import annotations
 
 __all__ = [
+    "CAP_GUARDED_WRITES",
     "CAP_INVALIDATION",
     "CAP_LOCKING",
     "CAP_NONBLOCKING",
     "CAP_TRUSTED",
     "CAP_TTL",
     "MISSING",
+    "TOMBSTONE_PREFIX",
     "Missing",
 ]
 
@@ -49,6 +51,12 @@ CAP_INVALIDATION = "invalidation"
 CAP_TTL = "ttl"
 #: Sync methods never block on I/O, so async callers may call them inline.
 CAP_NONBLOCKING = "nonblocking"
+#: ``set_guarded(key, value, ttl, seen)`` writes only while the key still holds what a
+#: miss saw, and ``tombstone(key, ttl)`` invalidates one key by replacing it with a
+#: tombstone: a miss computing during an invalidation cannot store its old value.
+CAP_GUARDED_WRITES = "guarded_writes"
+#: How a tombstone starts (never an envelope, which starts with b"CK"). Reads see a miss.
+TOMBSTONE_PREFIX = b"\x00cachekit-tombstone:"
 #: Storage lives inside this process: nobody else can write into it, so payloads
 #: that need authentication (pickle) may be read back without a signature.
 CAP_TRUSTED = "trusted"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from cachekit.constants import (
+    CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
     CAP_NONBLOCKING,
@@ -27,6 +28,7 @@ from cachekit.constants import (
 
 __all__ = [
     "Coherence",
+    "CAP_GUARDED_WRITES",
     "CAP_INVALIDATION",
     "CAP_LOCKING",
     "CAP_NONBLOCKING",
@@ -60,6 +62,13 @@ class Backend(Protocol):
     * ``"invalidation"``: ``coherence()`` returns a :class:`Coherence` shared per
       endpoint (generations and change notifications).
     * ``"ttl"``: ``ttl(key)`` returns seconds left, None, or MISSING.
+    * ``"guarded_writes"``: ``set_guarded(key, value, ttl, seen) -> bool`` stores only
+      while ``key`` still holds what a miss read: nothing when ``seen`` is ``""``, else
+      bytes whose SHA-1 hex digest is ``seen``; ``tombstone(key, ttl) -> bool``
+      replaces the key with ``TOMBSTONE_PREFIX`` plus a fresh random suffix for ``ttl``
+      seconds and says whether it held something else. Both atomic. cachekit
+      invalidates one entry with ``tombstone``, so a miss that was computing meanwhile
+      cannot store its old value after the invalidation.
     """
 
     endpoint: str

@@ -54,12 +54,14 @@ from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, NoReturn, cast
 
 from cachekit.constants import (
+    CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
     CAP_NONBLOCKING,
     CAP_TRUSTED,
     CAP_TTL,
     MISSING,
+    TOMBSTONE_PREFIX,
 )
 from cachekit.errors import CachekitError, DecryptionError, DeserializationError, SerializationError
 from cachekit.protocols import AsyncBackend, Backend, Encryptor, Serializer
@@ -75,7 +77,7 @@ __all__ = [
 
 #: Every capability name a backend may declare in its ``capabilities`` frozenset.
 KNOWN_CAPABILITIES = frozenset(
-    {CAP_INVALIDATION, CAP_LOCKING, CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL}
+    {CAP_INVALIDATION, CAP_LOCKING, CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL, CAP_GUARDED_WRITES}
 )
 
 # "scheme://user:password@host" -- credentials in what should be a public identifier.
@@ -226,6 +228,7 @@ CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
     CAP_TTL: ("ttl",),
     CAP_LOCKING: ("acquire_lock", "release_lock"),
     CAP_INVALIDATION: ("coherence",),
+    CAP_GUARDED_WRITES: ("set_guarded", "tombstone"),
     CAP_NONBLOCKING: (),
     CAP_TRUSTED: (),
 }
@@ -235,6 +238,8 @@ _SIGNATURES = {
     "acquire_lock": "acquire_lock(key, token, lease) -> bool",
     "release_lock": "release_lock(key, token) -> bool",
     "coherence": "coherence() -> Coherence",
+    "set_guarded": "set_guarded(key, value, ttl, seen) -> bool",
+    "tombstone": "tombstone(key, ttl) -> bool",
 }
 
 #: Every method of the Backend / AsyncBackend protocols.
@@ -265,6 +270,33 @@ def _check_protocol(obj: Any, names: tuple[str, ...], protocol: str, maker: str)
         f"{_short(obj)} does not implement cachekit.protocols.{protocol}: it has no "
         f"{', '.join(m + '()' for m in missing)}",
     )
+
+
+def _sha1(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def _check_guarded_replies(first: list[Any], stored: Any, after: list[Any]) -> None:
+    """The replies of the guarded-writes scenario (see the suites' test of it)."""
+    names = [
+        'set_guarded(k, b"v1", ttl, "") of an absent key',
+        'set_guarded(k, b"v2", ttl, "") of a key that now holds b"v1"',
+        'set_guarded(k, b"v2", ttl, sha1(b"v1")) of a key that holds b"v1"',
+        'tombstone(k, ttl) of a key that holds b"v2"',
+    ]
+    for reply, expected, what in zip(first, [True, False, True, True], names, strict=True):
+        _check_bool_reply(reply, expected, what)
+    _check(
+        isinstance(stored, bytes) and stored.startswith(TOMBSTONE_PREFIX),
+        f"after tombstone(k, ttl), get(k) returned {_short(stored, 60)}; expected bytes "
+        f"starting with TOMBSTONE_PREFIX {TOMBSTONE_PREFIX!r}",
+    )
+    _check_bool_reply(
+        after[0], False, 'set_guarded(k, ..., sha1(b"v2")) after tombstone(k) replaced b"v2"'
+    )
+    _check_bool_reply(after[1], False, "tombstone(k, ttl) of a key that holds a tombstone")
 
 
 def _capability_method(backend: Any, cap: str, name: str, is_async: bool) -> Any:
@@ -844,6 +876,24 @@ class BackendConformance(_BackendSettings):
 
     # -- optional capabilities ----------------------------------------------------
 
+    def test_guarded_writes_refuse_a_key_that_changed_when_declared(self) -> None:
+        with self._opened() as (b, ns):
+            if CAP_GUARDED_WRITES not in _check_capabilities(b):
+                _skip("backend does not declare the 'guarded_writes' capability")
+            guarded = _capability_method(b, CAP_GUARDED_WRITES, "set_guarded", is_async=False)
+            tomb = _capability_method(b, CAP_GUARDED_WRITES, "tombstone", is_async=False)
+            key, ttl = ns + "k", self.long_ttl
+            _check_guarded_replies(
+                [
+                    guarded(key, b"v1", ttl, ""),  # absent, as read: written
+                    guarded(key, b"v2", ttl, ""),  # read absent, now v1: refused
+                    guarded(key, b"v2", ttl, _sha1(b"v1")),  # still v1: written
+                    tomb(key, ttl),  # held v2: True
+                ],
+                b.get(key),
+                [guarded(key, b"v3", ttl, _sha1(b"v2")), tomb(key, ttl)],
+            )
+
     def test_a_lock_is_exclusive_and_released_only_by_its_token(self) -> None:
         with self._opened() as (b, ns):
             if CAP_LOCKING not in getattr(b, "capabilities", ()):
@@ -1240,6 +1290,26 @@ class AsyncBackendConformance(_BackendSettings):
         self._run(body)
 
     # -- optional capabilities ----------------------------------------------------
+
+    def test_guarded_writes_refuse_a_key_that_changed_when_declared(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_GUARDED_WRITES not in _check_capabilities(b):
+                _skip("backend does not declare the 'guarded_writes' capability")
+            guarded = _capability_method(b, CAP_GUARDED_WRITES, "set_guarded", is_async=True)
+            tomb = _capability_method(b, CAP_GUARDED_WRITES, "tombstone", is_async=True)
+            key, ttl = ns + "k", self.long_ttl
+            _check_guarded_replies(
+                [
+                    await guarded(key, b"v1", ttl, ""),
+                    await guarded(key, b"v2", ttl, ""),
+                    await guarded(key, b"v2", ttl, _sha1(b"v1")),
+                    await tomb(key, ttl),
+                ],
+                await b.get(key),
+                [await guarded(key, b"v3", ttl, _sha1(b"v2")), await tomb(key, ttl)],
+            )
+
+        self._run(body)
 
     def test_a_lock_is_exclusive_and_released_only_by_its_token(self) -> None:
         async def body(b: AsyncBackend, ns: str) -> None:

@@ -24,9 +24,11 @@ from cachekit_redis.backend import (
     RedisEndpoint,
     _delete,
     _get,
+    _guarded_set,
     _lock,
     _pttl,
     _set,
+    _tombstone,
     glob_escape,
     set_command,
     ttl_ms,
@@ -244,6 +246,30 @@ class AsyncRedisBackend(RedisEndpoint):
             return bool(await client.delete(key))
         except Exception as exc:
             raise translate(exc, self.endpoint, "DEL") from exc
+
+    async def set_guarded(self, key: str, value: bytes, ttl: float | None, seen: str) -> bool:
+        """RedisBackend.set_guarded for redis.asyncio."""
+        nodes = self._nodes
+        op = "EVALSHA (guarded SET)"
+        if nodes is not None:
+            return bool(await self._on_node(nodes, key, op, _guarded_set, key, value, ttl, seen))
+        try:
+            client = await self._ready()
+            return bool(await _guarded_set(client, key, value, ttl, seen))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, op) from exc
+
+    async def tombstone(self, key: str, ttl: float | None) -> bool:
+        """RedisBackend.tombstone for redis.asyncio."""
+        nodes = self._nodes
+        op = "EVALSHA (tombstone)"
+        if nodes is not None:
+            return bool(await self._on_node(nodes, key, op, _tombstone, key, ttl))
+        try:
+            client = await self._ready()
+            return bool(await _tombstone(client, key, ttl))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, op) from exc
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
         keys = list(keys)

@@ -6,7 +6,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import CAP_INVALIDATION, CAP_LOCKING, CAP_TTL, MISSING, Missing
+from cachekit.constants import (
+    CAP_GUARDED_WRITES,
+    CAP_INVALIDATION,
+    CAP_LOCKING,
+    CAP_TTL,
+    MISSING,
+    TOMBSTONE_PREFIX,
+    Missing,
+)
 from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client, close_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
@@ -16,7 +24,15 @@ from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
-__all__ = ["RELEASE_SCRIPT", "RedisBackend", "RedisEndpoint", "glob_escape", "ttl_ms"]
+__all__ = [
+    "GUARDED_SET_SCRIPT",
+    "RELEASE_SCRIPT",
+    "TOMBSTONE_SCRIPT",
+    "RedisBackend",
+    "RedisEndpoint",
+    "glob_escape",
+    "ttl_ms",
+]
 
 _SCAN_COUNT = 1000
 
@@ -28,6 +44,45 @@ end
 return 0
 """
 _DELETE_BATCH = 500
+
+#: SET only while the key holds what a miss read: nothing (ARGV[3] == "") or bytes
+#: whose SHA-1 is ARGV[3]. 1 when written, 0 when the key changed meanwhile.
+GUARDED_SET_SCRIPT = """
+local cur = redis.call('get', KEYS[1])
+if cur then
+    if redis.sha1hex(cur) ~= ARGV[3] then return 0 end
+elseif ARGV[3] ~= '' then
+    return 0
+end
+if ARGV[2] == '0' then
+    redis.call('set', KEYS[1], ARGV[1])
+else
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+#: Replace the key with a tombstone (ARGV[1]) for ARGV[2] ms; 1 if it held a value.
+TOMBSTONE_SCRIPT = """
+local cur = redis.call('get', KEYS[1])
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if cur and string.sub(cur, 1, string.len(ARGV[3])) ~= ARGV[3] then return 1 end
+return 0
+"""
+
+
+def _guarded_set(client: Any, key: str, value: bytes, ttl: float | None, seen: str) -> Any:
+    """Run GUARDED_SET_SCRIPT (sync or redis.asyncio client: awaitable for the latter)."""
+    script = client.register_script(GUARDED_SET_SCRIPT)
+    return script(keys=[key], args=[value, ttl_ms(ttl) or 0, seen])
+
+
+def _tombstone(client: Any, key: str, ttl: float | None) -> Any:
+    """Run TOMBSTONE_SCRIPT with a fresh tombstone (see cachekit.protocols.Backend)."""
+    import os
+
+    mark = TOMBSTONE_PREFIX + os.urandom(8).hex().encode()
+    script = client.register_script(TOMBSTONE_SCRIPT)
+    return script(keys=[key], args=[mark, ttl_ms(ttl) or 1, TOMBSTONE_PREFIX])
 
 
 def glob_escape(text: str) -> str:
@@ -77,7 +132,7 @@ def _lock(client: Any, key: str, token: str, lease: float, watch: MasterWatch | 
 class RedisEndpoint:
     """What the sync and async backends share: URL, settings, node breakers, coherence."""
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING})
+    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING, CAP_GUARDED_WRITES})
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
@@ -190,6 +245,27 @@ class RedisBackend(RedisEndpoint):
             return bool(self.client.delete(key))
         except Exception as exc:
             raise translate(exc, self.endpoint, "DEL") from exc
+
+    def set_guarded(self, key: str, value: bytes, ttl: float | None, seen: str) -> bool:
+        """SET only while the key holds what a miss read (a Lua compare-and-set)."""
+        nodes = self._nodes
+        if nodes is not None:
+            op = "EVALSHA (guarded SET)"
+            return bool(self._on_node(nodes, key, op, _guarded_set, key, value, ttl, seen))
+        try:
+            return bool(_guarded_set(self.client, key, value, ttl, seen))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "EVALSHA (guarded SET)") from exc
+
+    def tombstone(self, key: str, ttl: float | None) -> bool:
+        """Invalidate one key with a tombstone; True when it held a value."""
+        nodes = self._nodes
+        if nodes is not None:
+            return bool(self._on_node(nodes, key, "EVALSHA (tombstone)", _tombstone, key, ttl))
+        try:
+            return bool(_tombstone(self.client, key, ttl))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, "EVALSHA (tombstone)") from exc
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
         keys = list(keys)

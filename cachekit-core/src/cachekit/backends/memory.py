@@ -14,8 +14,10 @@ from time import monotonic
 from typing import Any
 from urllib.parse import urlsplit
 
+from cachekit.constants import TOMBSTONE_PREFIX
 from cachekit.errors import ConfigurationError
 from cachekit.protocols import (
+    CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
     CAP_NONBLOCKING,
@@ -109,10 +111,24 @@ def _expiry(ttl: float | None) -> float:
     return monotonic() + ttl
 
 
+_CAPABILITIES = frozenset(
+    {CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING, CAP_GUARDED_WRITES}
+)
+
+
+def _fingerprint(value: bytes | Missing) -> str:
+    """What ``set_guarded`` compares: "" for nothing, else the SHA-1 hex digest."""
+    if not isinstance(value, bytes):
+        return ""
+    import hashlib
+
+    return hashlib.sha1(value, usedforsecurity=False).hexdigest()
+
+
 class MemoryBackend:
     """Thread-safe in-process store. ``max_entries`` bounds it (oldest writes go first)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING})
+    capabilities = _CAPABILITIES
 
     def __init__(self, name: str | None = None, *, max_entries: int = 100_000) -> None:
         if name:
@@ -143,6 +159,29 @@ class MemoryBackend:
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self.set_many({key: value}, ttl)
+
+    def set_guarded(self, key: str, value: bytes, ttl: float | None, seen: str) -> bool:
+        """Store only while ``key`` holds what a miss saw (see protocols.Backend)."""
+        _check_key(key)
+        with self._store.lock:
+            if _fingerprint(self._live(key, monotonic())) != seen:
+                return False
+            self._store.items.pop(key, None)
+            self._store.items[key] = (_check_value(value), _expiry(ttl))
+        self._store.coherence.notify([key])
+        return True
+
+    def tombstone(self, key: str, ttl: float | None) -> bool:
+        """Replace ``key`` with a fresh tombstone; True when it held a value."""
+        import os
+
+        _check_key(key)
+        with self._store.lock:
+            old = self._live(key, monotonic())
+            self._store.items.pop(key, None)
+            self._store.items[key] = (TOMBSTONE_PREFIX + os.urandom(8).hex().encode(), _expiry(ttl))
+        self._store.coherence.notify([key])
+        return isinstance(old, bytes) and not old.startswith(TOMBSTONE_PREFIX)
 
     def delete(self, key: str) -> bool:
         _check_key(key)
@@ -239,7 +278,7 @@ class MemoryBackend:
 class AsyncMemoryBackend:
     """The async face of a :class:`MemoryBackend` (same store)."""
 
-    capabilities = frozenset({CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING})
+    capabilities = _CAPABILITIES
 
     def __init__(self, sync: MemoryBackend | None = None, *, name: str | None = None) -> None:
         self.sync = sync if sync is not None else MemoryBackend(name)
@@ -253,6 +292,12 @@ class AsyncMemoryBackend:
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self.sync.set(key, value, ttl)
+
+    async def set_guarded(self, key: str, value: bytes, ttl: float | None, seen: str) -> bool:
+        return self.sync.set_guarded(key, value, ttl, seen)
+
+    async def tombstone(self, key: str, ttl: float | None) -> bool:
+        return self.sync.tombstone(key, ttl)
 
     async def delete(self, key: str) -> bool:
         return self.sync.delete(key)
