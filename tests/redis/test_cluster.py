@@ -11,6 +11,7 @@ Every test is in the "cluster" xdist group: one worker owns the session's cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -841,6 +842,17 @@ def _counters_on(fn: Any, cluster: LocalRedisCluster) -> set[int]:
     return {cluster.node_for_key(key) for key in fn.__cachekit__.gen_keys}
 
 
+def _victim_without_counters(cluster: LocalRedisCluster, make: Callable[[int], Any]) -> Any:
+    """(``make(i)``, a master holding none of its generation counters) for the first i."""
+    for i in range(100):
+        fn = make(i)
+        fn.cache_key("x")  # resolves it: its generation counters are known
+        victim = next((n for n in (1, 2, 0) if n not in _counters_on(fn, cluster)), None)
+        if victim is not None:
+            return fn, victim
+    raise AssertionError("no function without a counter on some master")
+
+
 @pytest.mark.parametrize("flavor", ["sync", "async"])
 def test_a_miss_on_a_frozen_master_pays_one_timeout_not_two(clean_redis_cluster, flavor):
     """The key's GET times out on its frozen master: the miss must not then try to take the
@@ -848,12 +860,9 @@ def test_a_miss_on_a_frozen_master_pays_one_timeout_not_two(clean_redis_cluster,
     cluster = clean_redis_cluster
     url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
     maker = make_async_copy if flavor == "async" else make_copy
-    for i in range(100):
-        fn = maker(url, l1=False, namespace=f"onetimeout{i}")
-        fn.cache_key("x")  # resolves it: its generation counters are known
-        victim = next((n for n in (1, 2, 0) if n not in _counters_on(fn, cluster)), None)
-        if victim is not None:
-            break
+    fn, victim = _victim_without_counters(
+        cluster, lambda i: maker(url, l1=False, namespace=f"onetimeout{i}")
+    )
     by_node = keys_on_every_node(cluster, fn, 1)
     arg = by_node[victim][0]
     loop = asyncio.new_event_loop()  # one loop: an asyncio client per loop
@@ -939,26 +948,26 @@ def test_a_promoted_replica_serves_the_dead_masters_keys_while_its_breaker_is_op
         nodes_config = BreakerConfig(failure_threshold=2, recovery_timeout=60.0)
         kind = AsyncRedisBackend if flavor == "async" else RedisBackend
         backend = kind(url, circuit_breaker=nodes_config)
-        for i in range(100):
+
+        def make(i: int) -> Any:
             if flavor == "async":
 
                 @cache(backend=backend, ttl=60, l1=False, namespace=f"promote{i}")
                 async def alookup(key: str) -> dict:
                     return {"key": key}
 
-                lookup: Any = lambda key, fn=alookup: loop.run_until_complete(fn(key))  # noqa: E731
-                lookup.cache_key, lookup.cache_info = alookup.cache_key, alookup.cache_info
-                lookup.__cachekit__ = alookup.__cachekit__
-            else:
+                call: Any = lambda key: loop.run_until_complete(alookup(key))  # noqa: E731
+                call.cache_key, call.cache_info = alookup.cache_key, alookup.cache_info
+                call.__cachekit__ = alookup.__cachekit__
+                return call
 
-                @cache(backend=backend, ttl=60, l1=False, namespace=f"promote{i}")
-                def lookup(key: str) -> dict:
-                    return {"key": key}
+            @cache(backend=backend, ttl=60, l1=False, namespace=f"promote{i}")
+            def lookup(key: str) -> dict:
+                return {"key": key}
 
-            lookup.cache_key("x")
-            victim = next((n for n in (1, 2, 0) if n not in _counters_on(lookup, cluster)), None)
-            if victim is not None:
-                break
+            return lookup
+
+        lookup, victim = _victim_without_counters(cluster, make)
         args = keys_on_every_node(cluster, lookup, 3)[victim]
         dead_node = backend._nodes.node(node_name(cluster, victim))
         replica = cluster.add_replica(victim)
@@ -991,4 +1000,70 @@ def test_a_promoted_replica_serves_the_dead_masters_keys_while_its_breaker_is_op
         f"[cluster] {flavor}: kill -9 of a master with a replica: promoted "
         f"{promoted_at - killed_at:.1f} s after the kill; its keys hit L2 on the new master "
         f"{back * 1000:.0f} ms later (node breaker recovery 60 s)"
+    )
+
+
+def test_a_lock_carried_over_by_a_promoted_replica_does_not_hold_callers_for_its_lease(
+    report_figures,
+):
+    """The Cluster form of a Sentinel failover's orphan lock: a leader took a key's lock on
+    a master, which replicated it; the master died before the release. Once the slot map
+    names the promoted replica, a caller takes the lock over instead of polling for the
+    rest of its lease."""
+    cluster = LocalRedisCluster(3, name="orphan")
+    try:
+        url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
+        lease = 10.0
+        backend = RedisBackend(
+            url, circuit_breaker=BreakerConfig(failure_threshold=2, recovery_timeout=60.0)
+        )
+
+        def make(i: int) -> Any:
+            @cache(backend=backend, ttl=60, l1=False, lock_lease=lease, namespace=f"orphan{i}")
+            def lookup(key: str) -> dict:
+                return {"key": key}
+
+            return lookup
+
+        lookup, victim = _victim_without_counters(cluster, make)
+
+        def lock_of(arg: str) -> str:
+            return "cachekit-lock:" + lookup.cache_key(arg).removeprefix("cachekit:")
+
+        # The lock's key hashes apart from the entry's: the lock on the victim.
+        arg = next(
+            a for a in (f"k{i}" for i in range(500)) if cluster.node_for_key(lock_of(a)) == victim
+        )
+        lock = lock_of(arg)
+        lookup("warm")  # the client and its slot map
+        replica = cluster.add_replica(victim)
+        master = cluster.nodes[victim]
+        master.execute("SET", lock, "another-process", "PX", int(lease * 1000))
+        assert master.execute("WAIT", 1, 2000) == 1  # the lock is on the replica too
+
+        cluster.kill_node(victim)  # the holder's release never comes
+        killed_at = time.monotonic()
+        wait_for(lambda: replica.info("replication").get("role") == "master", 20)
+        replica_name = f"{replica.host}:{replica.port}"
+
+        def routed_to_replica() -> bool:
+            with contextlib.suppress(BackendUnavailableError):
+                backend.get(lock)  # fails while the dead node is mapped (and refreshes the map)
+            return backend._nodes.node_of(backend.client.nodes_manager, lock).name == replica_name
+
+        wait_for(routed_to_replica, 10)
+        assert replica.client().pttl(lock) > 2000  # the orphan would hold callers that long
+        backend.delete(lookup.cache_key(arg))  # a miss that goes for the lock
+        started = time.monotonic()
+        assert lookup(arg)["key"] == arg
+        took = time.monotonic() - started
+        # A lock taken after the switch is respected.
+        replica.execute("SET", lock, "taken-after", "PX", int(lease * 1000))
+        assert not backend.acquire_lock(lock, "mine", lease)
+    finally:
+        cluster.cleanup()
+    assert took < 1.5, f"the call waited {took:.1f} s for an orphan lock"
+    report_figures(
+        f"[cluster] a lock carried over by a promoted replica: the call took {took * 1000:.0f} ms "
+        f"(lease {lease:.0f} s; {time.monotonic() - killed_at:.1f} s after the kill)"
     )

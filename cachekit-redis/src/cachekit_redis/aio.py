@@ -371,7 +371,8 @@ class AsyncRedisBackend(RedisEndpoint):
     async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
         nodes = self._nodes
         if nodes is not None:
-            return bool(await self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
+            lock = (_lock, key, token, lease, nodes)
+            return bool(await self._on_node(nodes, key, "SET NX (lock)", *lock))
         try:
             client = await self._ready()
             return bool(await _lock(client, key, token, lease, self._watch))

@@ -19,7 +19,7 @@ from cachekit.errors import BackendError
 from cachekit_redis.clients import build_sync_client, close_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
 from cachekit_redis.errors import translate
-from cachekit_redis.failover import MasterWatch, lock_command, watch_for
+from cachekit_redis.failover import lock_command, watch_for
 from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
@@ -124,9 +124,11 @@ def _pttl(client: Any, key: str) -> Any:
     return client.pttl(key)
 
 
-def _lock(client: Any, key: str, token: str, lease: float, watch: MasterWatch | None = None) -> Any:
-    # Sentinel (``watch``): a lock from before a failover may be taken over (failover.py).
-    return client.execute_command(*lock_command(watch, key, token, ttl_ms(lease) or 1))
+def _lock(client: Any, key: str, token: str, lease: float, changes: Any = None) -> Any:
+    # ``changes`` (a Sentinel MasterWatch, a Cluster's NodeBreakers): when the key's
+    # server became master; a lock from before a failover may be taken over (failover.py).
+    changed_at = float("-inf") if changes is None else changes.changed_at(client, key)
+    return client.execute_command(*lock_command(changed_at, key, token, ttl_ms(lease) or 1))
 
 
 class RedisEndpoint:
@@ -371,7 +373,8 @@ class RedisBackend(RedisEndpoint):
         """SET key token NX PX lease: True when this caller now holds the lock."""
         nodes = self._nodes
         if nodes is not None:
-            return bool(self._on_node(nodes, key, "SET NX (lock)", _lock, key, token, lease))
+            lock = (_lock, key, token, lease, nodes)
+            return bool(self._on_node(nodes, key, "SET NX (lock)", *lock))
         try:
             return bool(_lock(self.client, key, token, lease, self._watch))
         except Exception as exc:

@@ -23,7 +23,8 @@ Stampede locks and failovers: a lock taken on the old master just before the pro
 reaches the new master by replication, while its holder's release (and value) may land
 on the old master and be lost, leaving an orphan that would hold every caller for the
 rest of its lease. For a lease after a change, :func:`lock_command` takes the lock with
-a script that also takes over a lock older than the change as this process saw it.
+a script that also takes over a lock older than the change as this process saw it (on
+a Cluster, a replica promoted in a master's place: ``NodeBreakers.changed_at``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class MasterWatch:
 
     def __repr__(self) -> str:
         return f"MasterWatch({self.name!r}, master={self.master}, epoch={self.epoch})"
+
+    def changed_at(self, client: Any, key: str) -> float:
+        """When this process last saw the master change (for :func:`lock_command`)."""
+        return self.moved_at
 
     def register(self, pool: Any) -> None:
         """A synchronous SentinelConnectionPool to reset when the master moves."""
@@ -128,16 +133,17 @@ return 0
 """
 
 
-def lock_command(watch: MasterWatch | None, key: str, token: str, lease_ms: int) -> tuple[Any, ...]:
-    """The command that takes a stampede lock (one decision for the sync and async backends).
+def lock_command(changed_at: float, key: str, token: str, lease_ms: int) -> tuple[Any, ...]:
+    """The command that takes a stampede lock (one decision for every backend and topology).
 
-    ``SET key token NX PX lease``; within a lease of a master change seen by ``watch``,
-    :data:`LOCK_TAKEOVER_SCRIPT` instead, which also takes over a lock taken before the
-    change: its holder's release may have been lost with the old master. A lock taken
-    on the new master by a process that saw the change earlier is taken over too (the key
-    is computed twice), never one taken after this process saw it.
+    ``changed_at``: when this process saw the server that holds ``key`` become its master
+    (monotonic; -inf: long ago). ``SET key token NX PX lease``; within a lease of that
+    change, :data:`LOCK_TAKEOVER_SCRIPT` instead, which also takes over a lock taken
+    before the change: its holder's release may have been lost with the old master. A
+    lock taken on the new master by a process that saw the change earlier is taken over
+    too (the key is computed twice), never one taken after this process saw it.
     """
-    since = float("inf") if watch is None else monotonic() - watch.moved_at
+    since = monotonic() - changed_at
     if since * 1000 >= lease_ms:
         return ("SET", key, token, "NX", "PX", lease_ms)
     return ("EVAL", LOCK_TAKEOVER_SCRIPT, 1, key, token, lease_ms, int(since * 1000))

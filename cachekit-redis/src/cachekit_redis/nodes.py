@@ -93,6 +93,8 @@ class NodeBreakers:
         self._by_node: dict[str, CircuitBreaker] = {}
         self._next_refresh = 0.0
         self._refresher: threading.Thread | None = None
+        # Primary name -> when this process first saw it own slots (see changed_at).
+        self._primaries_seen: dict[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"NodeBreakers({self.endpoint!r}, {sorted(self._by_node)})"
@@ -165,6 +167,26 @@ class NodeBreakers:
             raise err from exc
         breaker.success()
         return result
+
+    def changed_at(self, client: Any, key: str) -> float:
+        """When this process first saw the primary that owns ``key``'s slot (monotonic).
+
+        -inf for the primaries of the first slot map it looked at: a later one is a
+        replica promoted in a master's place (or a node added), and the locks it carried
+        over may be orphans whose release went to the dead master (failover.lock_command).
+        """
+        manager = client.nodes_manager
+        seen = self._primaries_seen
+        if seen is None:
+            first = {nodes[0].name for nodes in list(manager.slots_cache.values()) if nodes}
+            seen = self._primaries_seen = dict.fromkeys(first, float("-inf"))
+        node = self.node_of(manager, key)
+        if node is None:
+            return float("-inf")
+        at = seen.get(node.name)
+        if at is None:
+            at = seen.setdefault(node.name, monotonic())
+        return at
 
     def _refresh_due(self) -> bool:
         """True at most once per REFRESH_INTERVAL (a benign race may allow two)."""
