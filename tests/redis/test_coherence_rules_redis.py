@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
 from cachekit import cache
@@ -170,14 +171,19 @@ def test_a_generation_read_older_than_a_notice_received_during_it_is_not_trusted
 # --- rule: generations only go up; a broken counter never freezes invalidation (item 11) ---
 
 
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "secure"])
 def test_a_counter_set_back_never_serves_values_from_before_the_invalidation(
-    make_redis_server, caplog
+    make_redis_server, caplog, monkeypatch, secure
 ):
     server = make_redis_server()
     admin = redis.Redis.from_url(server.url)
     source = {1: "v1"}
+    decorate = cache(backend=server.url, ttl=300)
+    if secure:  # encryption authenticates entries, not the counters that name them
+        monkeypatch.setenv("CACHEKIT_MASTER_KEY", "ab" * 32)
+        decorate = cache.secure(backend=server.url, ttl=300)
 
-    @cache(backend=server.url, ttl=300)
+    @decorate
     def f(x):
         return {"v": source[x]}
 
