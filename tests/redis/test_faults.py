@@ -924,3 +924,37 @@ def test_a_call_waiting_for_a_pooled_connection_when_redis_freezes_pays_no_secon
     assert len(failures) == 1  # the first call timed out
     assert waited < 1.5 * timeout, f"the queued call took {waited:.3f} s"
     assert backend.get("after") is MISSING  # the pool works again once Redis does
+
+
+def test_an_async_call_waiting_for_a_pooled_connection_when_redis_freezes_pays_no_second_timeout(
+    make_redis_server, backends
+):
+    """The asyncio twin of the test above: two tasks, one connection."""
+    from cachekit.constants import MISSING
+    from cachekit.errors import BackendError
+
+    timeout = 0.3
+    server = make_redis_server(name="frozen-apool")
+    backend = async_redis_backend(
+        backends, server.url, socket_timeout=timeout, socket_connect_timeout=timeout, pool_size=1
+    )
+
+    async def scenario() -> tuple[float, object]:
+        assert await backend.get("warm") is MISSING  # the pool's one connection is open
+        server.pause()
+        try:
+            first = asyncio.ensure_future(backend.get("a"))
+            await asyncio.sleep(timeout / 3)  # the first call holds the connection
+            started = monotonic()
+            with pytest.raises(BackendError):
+                await backend.get("b")
+            waited = monotonic() - started
+            with pytest.raises(BackendError):
+                await first
+        finally:
+            server.resume()
+        return waited, await backend.get("after")
+
+    waited, after = asyncio.run(scenario())
+    assert waited < 1.5 * timeout, f"the queued call took {waited:.3f} s"
+    assert after is MISSING  # the pool works again once Redis does

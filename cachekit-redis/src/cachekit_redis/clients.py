@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import suppress
+from contextvars import ContextVar
 from queue import LifoQueue
 from time import monotonic
 from typing import Any
@@ -80,6 +81,43 @@ def _pool(**kwargs: Any) -> Any:
             super().release(connection)
 
     return Pool(queue_class=_PoolQueue, **kwargs)
+
+
+#: When the running task's current wait for a pooled connection began (asyncio pool).
+_waiting_since: ContextVar[float | None] = ContextVar("cachekit_pool_wait", default=None)
+
+
+def _async_pool(**kwargs: Any) -> Any:
+    """:func:`_pool` for redis.asyncio: a caller that waited while a connection came back
+    broken gets a ConnectionError instead of reconnecting to the frozen server."""
+    import redis.asyncio as aredis
+    from redis.exceptions import ConnectionError
+
+    class Pool(aredis.BlockingConnectionPool):
+        broken_at = float("-inf")
+
+        async def get_connection(self, *args: Any, **options: Any) -> Any:
+            token = _waiting_since.set(monotonic())
+            try:
+                return await super().get_connection(*args, **options)
+            finally:
+                _waiting_since.reset(token)
+
+        async def ensure_connection(self, connection: Any) -> None:
+            since = _waiting_since.get()
+            if since is not None and self.broken_at >= since:
+                # get_connection releases it again
+                raise ConnectionError(
+                    "a pooled connection failed while this call waited for one; not retried"
+                )
+            await super().ensure_connection(connection)
+
+        async def release(self, connection: Any) -> None:
+            if not connection.is_connected:  # disconnected after an error
+                self.broken_at = monotonic()
+            await super().release(connection)
+
+    return Pool(**kwargs)
 
 
 class LazyClient:
@@ -181,7 +219,7 @@ def build_async_client(target: Target, settings: RedisSettings) -> Any:
     settings = settings.for_target(target)
     conn = {**settings.connection_kwargs(unix=target.unix), "retry": no_retry(asyncio=True)}
     if target.kind == "standalone":
-        pool = aredis.BlockingConnectionPool(
+        pool = _async_pool(
             max_connections=settings.pool_size,
             timeout=settings.effective_pool_timeout,
             **{**_async_connection(target.connection), **conn},
