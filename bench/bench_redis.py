@@ -139,7 +139,9 @@ def _pool_settings(client: Any) -> dict[str, Any]:
     return {
         **{k: v if isinstance(v, plain) else type(v).__name__ for k, v in kwargs.items()},
         "retries": getattr(retry, "_retries", None),
-        "pool": type(pool).__name__,
+        # cachekit-redis subclasses redis-py's pool (to fail fast after a broken
+        # connection); what must match is the redis-py pool it builds on
+        "pool": next(c.__name__ for c in type(pool).__mro__ if c.__module__.startswith("redis")),
         "connection": pool.connection_class.__name__,
         "max_connections": pool.max_connections,
         "pool_timeout": getattr(pool, "timeout", None),
