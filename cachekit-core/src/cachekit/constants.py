@@ -7,6 +7,7 @@ Kept apart from :mod:`cachekit.protocols` so that the hot path does not import
 from __future__ import annotations
 
 __all__ = [
+    "CAP_ATOMIC_MISS",
     "CAP_GUARDED_WRITES",
     "CAP_INVALIDATION",
     "CAP_LOCKING",
@@ -55,6 +56,11 @@ CAP_NONBLOCKING = "nonblocking"
 #: miss saw, and ``tombstone(key, ttl)`` invalidates one key by replacing it with a
 #: tombstone: a miss computing during an invalidation cannot store its old value.
 CAP_GUARDED_WRITES = "guarded_writes"
+#: ``get_or_lock(key, lock_key, token, lease_ms)`` reads a key or, when it holds
+#: nothing, takes the stampede lock, in one round trip; ``set_and_unlock(key, value,
+#: ttl, lock_key, token, seen)`` stores (guarded like ``set_guarded`` when ``seen`` is
+#: not None) and releases the lock, in one round trip: a locked miss costs two.
+CAP_ATOMIC_MISS = "atomic_miss"
 #: How a tombstone starts (never an envelope, which starts with b"CK"). Reads see a miss.
 TOMBSTONE_PREFIX = b"\x00cachekit-tombstone:"
 #: Storage lives inside this process: nobody else can write into it, so payloads
