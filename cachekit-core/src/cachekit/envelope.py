@@ -27,11 +27,15 @@ another key, or relabelled as another serializer, fails authentication.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, NamedTuple
+from collections import namedtuple
 
 from cachekit.errors import DecryptionError, EnvelopeError, IntegrityError
 
+# Not typing.TYPE_CHECKING: importing typing costs `import cachekit` about 7 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NamedTuple
+
     from cachekit.protocols import Encryptor
     from cachekit.signing import Signer
 
@@ -64,14 +68,30 @@ DEFAULT_MAX_SIZE = 512 * 1024 * 1024
 _crc32 = zlib.crc32
 
 
-class Header(NamedTuple):
-    version: int
-    flags: int
-    serializer: str
-    key_id: str
-    signature: bytes
-    payload_offset: int
-    expires_ms: int | None = None  # wall-clock ms since the epoch; None = not recorded
+if TYPE_CHECKING:
+
+    class _HeaderFields(NamedTuple):
+        version: int
+        flags: int
+        serializer: str
+        key_id: str
+        signature: bytes
+        payload_offset: int
+        expires_ms: int | None = None  # wall-clock ms since the epoch; None = not recorded
+
+else:
+    # The same tuple, built without importing typing at run time.
+    _HeaderFields = namedtuple(
+        "_HeaderFields",
+        "version flags serializer key_id signature payload_offset expires_ms",
+        defaults=(None,),
+    )
+
+
+class Header(_HeaderFields):
+    """The fixed part of an envelope, as :func:`read_header` parsed it."""
+
+    __slots__ = ()
 
     @property
     def expires_at(self) -> float | None:
