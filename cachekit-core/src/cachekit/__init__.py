@@ -11,6 +11,7 @@ installed) or pass ``backend=`` for a shared L2. See docs/ for the full guide.
 
 from __future__ import annotations
 
+from cachekit._version import __version__
 from cachekit.constants import MISSING
 from cachekit.decorator import cache
 from cachekit.errors import (
@@ -23,8 +24,6 @@ from cachekit.errors import (
     SerializationError,
 )
 from cachekit.ops import aclose, close, health, invalidate, stats
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MISSING",

@@ -23,7 +23,7 @@ def _memory_async(url: str, **options: Any) -> Any:
 
 
 def _msgpack(**options: Any) -> Any:
-    from cachekit.serializers import MessagePackSerializer
+    from cachekit._serializers import MessagePackSerializer
 
     if options:
         raise TypeError(f"MessagePackSerializer takes no argument, got {sorted(options)}")
@@ -31,19 +31,19 @@ def _msgpack(**options: Any) -> Any:
 
 
 def _pickle(**options: Any) -> Any:
-    from cachekit.serializers import PickleSerializer
+    from cachekit._serializers import PickleSerializer
 
     return PickleSerializer(**options)
 
 
 def _msgpack_class() -> type:
-    from cachekit.serializers import MessagePackSerializer
+    from cachekit._serializers import MessagePackSerializer
 
     return MessagePackSerializer
 
 
 def _pickle_class() -> type:
-    from cachekit.serializers import PickleSerializer
+    from cachekit._serializers import PickleSerializer
 
     return PickleSerializer
 

@@ -494,7 +494,7 @@ def _entry_points() -> Iterable[Any]:
 
 
 def _version() -> str:
-    from cachekit import __version__
+    from cachekit._version import __version__
 
     return __version__
 
