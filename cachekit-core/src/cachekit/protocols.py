@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from cachekit.constants import (
+    CAP_ATOMIC_MISS,
     CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
@@ -28,6 +29,7 @@ from cachekit.constants import (
 
 __all__ = [
     "Coherence",
+    "CAP_ATOMIC_MISS",
     "CAP_GUARDED_WRITES",
     "CAP_INVALIDATION",
     "CAP_LOCKING",
@@ -69,6 +71,18 @@ class Backend(Protocol):
       seconds and says whether it held something else. Both atomic. cachekit
       invalidates one entry with ``tombstone``, so a miss that was computing meanwhile
       cannot store its old value after the invalidation.
+    * ``"atomic_miss"``: a locked miss in two round trips.
+      ``get_or_lock(key, lock_key, token, lease_ms) -> (bytes | None, bool)`` returns
+      ``(value, False)`` when ``key`` holds a value; otherwise it takes ``lock_key``
+      (``SET NX PX lease_ms``) and returns what ``key`` held - ``None``, or a
+      tombstone, which is no value but must guard the store - and whether the lock
+      is now the caller's. ``set_and_unlock(key, value, ttl, lock_key, token, seen)
+      -> bool`` stores ``value`` for ``ttl`` seconds (None: no expiry) - only while
+      ``key`` holds what the miss saw, exactly as ``set_guarded``, unless ``seen`` is
+      None - then deletes ``lock_key`` if ``token`` still holds it, and says whether
+      it stored. Each is one atomic round trip. cachekit passes
+      ``lock_key = "cachekit-lock:{" + key + "}"`` (``"cachekit-lock:" + key`` when
+      the key has a ``{``), so a sharded backend finds both keys in one shard.
     """
 
     endpoint: str

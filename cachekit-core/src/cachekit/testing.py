@@ -49,11 +49,12 @@ import threading
 import time
 import unittest
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, NoReturn, cast
 
 from cachekit.constants import (
+    CAP_ATOMIC_MISS,
     CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
@@ -77,7 +78,15 @@ __all__ = [
 
 #: Every capability name a backend may declare in its ``capabilities`` frozenset.
 KNOWN_CAPABILITIES = frozenset(
-    {CAP_INVALIDATION, CAP_LOCKING, CAP_NONBLOCKING, CAP_TRUSTED, CAP_TTL, CAP_GUARDED_WRITES}
+    {
+        CAP_INVALIDATION,
+        CAP_LOCKING,
+        CAP_NONBLOCKING,
+        CAP_TRUSTED,
+        CAP_TTL,
+        CAP_GUARDED_WRITES,
+        CAP_ATOMIC_MISS,
+    }
 )
 
 # "scheme://user:password@host" -- credentials in what should be a public identifier.
@@ -229,6 +238,7 @@ CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
     CAP_LOCKING: ("acquire_lock", "release_lock"),
     CAP_INVALIDATION: ("coherence",),
     CAP_GUARDED_WRITES: ("set_guarded", "tombstone"),
+    CAP_ATOMIC_MISS: ("get_or_lock", "set_and_unlock"),
     CAP_NONBLOCKING: (),
     CAP_TRUSTED: (),
 }
@@ -240,6 +250,8 @@ _SIGNATURES = {
     "coherence": "coherence() -> Coherence",
     "set_guarded": "set_guarded(key, value, ttl, seen) -> bool",
     "tombstone": "tombstone(key, ttl) -> bool",
+    "get_or_lock": "get_or_lock(key, lock_key, token, lease_ms) -> (bytes | None, bool)",
+    "set_and_unlock": "set_and_unlock(key, value, ttl, lock_key, token, seen) -> bool",
 }
 
 #: Every method of the Backend / AsyncBackend protocols.
@@ -345,6 +357,155 @@ def _check_bool_reply(reply: Any, expected: bool, what: str) -> None:
     if type(reply) is not bool:
         _fail(f"{what} returned {_short(reply)}; it must return True or False (a bool)")
     _fail(f"{what} returned {reply}, expected {expected}")
+
+
+# --- the atomic miss: one scenario, driven by the sync and the async suite ---------------
+
+#: A step of an atomic-miss scenario: (method name, args) -> its reply is sent back;
+#: ("sleep", (seconds,)) pauses.
+_Step = tuple[str, tuple[Any, ...]]
+_Scenario = Generator[_Step, Any, None]
+#: Stands for "a tombstone" where a scenario expects what get_or_lock returned.
+_A_TOMBSTONE: Any = object()
+
+
+def _lock_key_for(key: str) -> str:
+    """The lock key cachekit uses for ``key`` (the same hash slot on Redis Cluster)."""
+    return "cachekit-lock:" + key if "{" in key else "cachekit-lock:{" + key + "}"
+
+
+def _check_got_or_locked(reply: Any, value: Any, acquired: bool, what: str) -> None:
+    shape = (
+        isinstance(reply, (tuple, list))
+        and len(reply) == 2
+        and (reply[0] is None or isinstance(reply[0], bytes))
+        and type(reply[1]) is bool
+    )
+    _check(
+        shape,
+        f"{what}: get_or_lock() returned {_short(reply)}; it must return a pair "
+        "(the value as bytes, or None; whether the lock was taken, a bool)",
+    )
+    got, taken = reply
+    if value is _A_TOMBSTONE:
+        _check(
+            isinstance(got, bytes) and got.startswith(TOMBSTONE_PREFIX),
+            f"{what}: get_or_lock() returned {_short(got, 60)} as the key's content; "
+            "expected the tombstone the key holds (a tombstone is no value, but the miss "
+            "needs it to guard its store)",
+        )
+    else:
+        found = _short(got, 60)
+        _check(got == value, f"{what}: get_or_lock() returned {found}, expected {value!r}")
+    _check(
+        taken is acquired,
+        f"{what}: get_or_lock() said the lock was {'' if taken else 'not '}taken; expected "
+        f"{'' if acquired else 'not '}taken",
+    )
+
+
+def _atomic_miss_steps(ns: str, ttl: float, guarded_writes: bool) -> _Scenario:
+    """Values, locks, tokens and guards of get_or_lock / set_and_unlock."""
+    key = ns + "miss"
+    lock = _lock_key_for(key)
+    lease = int(ttl * 1000)
+    reply = yield ("get_or_lock", (key, lock, "t1", lease))
+    _check_got_or_locked(reply, None, True, "an absent key")
+    reply = yield ("get_or_lock", (key, lock, "t2", lease))
+    _check_got_or_locked(reply, None, False, "an absent key whose lock another caller holds")
+    reply = yield ("set_and_unlock", (key, b"v1", ttl, lock, "t2", None))
+    _check_bool_reply(reply, True, "set_and_unlock(seen=None) of an absent key")
+    reply = yield ("get_or_lock", (key, lock, "t3", lease))
+    _check_got_or_locked(reply, b"v1", False, "a key holding b'v1'")
+    yield ("delete", (key,))
+    reply = yield ("get_or_lock", (key, lock, "t3", lease))
+    _check_got_or_locked(
+        reply, None, False, "set_and_unlock() with another caller's token released the lock"
+    )
+    reply = yield ("set_and_unlock", (key, b"v2", ttl, lock, "t1", ""))
+    _check_bool_reply(reply, True, 'set_and_unlock(seen="") by the holder of an absent key')
+    _check_got((yield ("get", (key,))), b"v2", "the value set_and_unlock() stored")
+    yield ("delete", (key,))
+    reply = yield ("get_or_lock", (key, lock, "t4", lease))
+    _check_got_or_locked(reply, None, True, "after its holder's set_and_unlock()")
+    yield ("set", (key, b"another writer", ttl))
+    reply = yield ("set_and_unlock", (key, b"v3", ttl, lock, "t4", ""))
+    _check_bool_reply(reply, False, 'set_and_unlock(seen="") after another writer stored')
+    _check_got((yield ("get", (key,))), b"another writer", "a refused set_and_unlock()")
+    yield ("delete", (key,))
+    reply = yield ("get_or_lock", (key, lock, "t5", lease))
+    _check_got_or_locked(reply, None, True, "after a refused set_and_unlock() (lock released)")
+    if guarded_writes:
+        yield ("tombstone", (key, ttl))
+        reply = yield ("get_or_lock", (key, lock, "t5", lease))
+        _check_got_or_locked(reply, _A_TOMBSTONE, False, "a tombstoned key whose lock is held")
+        tomb = reply[0]
+        reply = yield ("set_and_unlock", (key, b"v4", ttl, lock, "t5", _sha1(tomb)))
+        _check_bool_reply(reply, True, "set_and_unlock(seen=sha1(tombstone)) of a tombstone")
+        yield ("tombstone", (key, ttl))
+        reply = yield ("get_or_lock", (key, lock, "t6", lease))
+        _check_got_or_locked(reply, _A_TOMBSTONE, True, "a tombstoned key (no value)")
+        yield ("tombstone", (key, ttl))
+        reply = yield ("set_and_unlock", (key, b"v5", ttl, lock, "t6", _sha1(reply[0])))
+        _check_bool_reply(reply, False, "set_and_unlock() of a key tombstoned again meanwhile")
+    else:
+        yield ("set_and_unlock", (key, b"v4", ttl, lock, "t5", None))
+    yield ("delete", (key,))
+
+
+def _atomic_lease_steps(ns: str, settings: _BackendSettings) -> _Scenario:
+    """A lock taken by get_or_lock is free again after its lease."""
+    key = ns + "lease"
+    lock = _lock_key_for(key)
+    reply = yield ("get_or_lock", (key, lock, "dead-holder", int(settings.short_ttl * 1000)))
+    _check_got_or_locked(reply, None, True, "an absent key")
+    deadline = time.monotonic() + settings.expiry_deadline
+    while True:
+        reply = yield ("get_or_lock", (key, lock, "next", int(settings.long_ttl * 1000)))
+        if reply[1] is True:
+            break
+        if time.monotonic() > deadline:
+            message = _lease_outlived(settings)
+            _fail(message.replace("acquire_lock(key, token, lease)", "get_or_lock(...)"))
+        yield ("sleep", (settings.poll_interval,))
+    yield ("set_and_unlock", (key, b"v", settings.long_ttl, lock, "next", None))
+    yield ("delete", (key,))
+
+
+def _atomic_method(backend: Any, name: str, is_async: bool) -> Any:
+    if name in CAPABILITY_METHODS[CAP_ATOMIC_MISS]:
+        return _capability_method(backend, CAP_ATOMIC_MISS, name, is_async)
+    return getattr(backend, name)
+
+
+def _drive(backend: Backend, steps: _Scenario) -> None:
+    """Run a scenario on a synchronous backend."""
+    reply: Any = None
+    while True:
+        try:
+            name, args = steps.send(reply)
+        except StopIteration:
+            return
+        if name == "sleep":
+            time.sleep(*args)
+            reply = None
+        else:
+            reply = _atomic_method(backend, name, False)(*args)
+
+
+async def _adrive(backend: AsyncBackend, steps: _Scenario) -> None:
+    """Run a scenario on an async backend."""
+    reply: Any = None
+    while True:
+        try:
+            name, args = steps.send(reply)
+        except StopIteration:
+            return
+        if name == "sleep":
+            await asyncio.sleep(*args)
+            reply = None
+        else:
+            reply = await _atomic_method(backend, name, True)(*args)
 
 
 class _Notices:
@@ -925,6 +1086,19 @@ class BackendConformance(_BackendSettings):
                 time.sleep(self.poll_interval)
             release(key, "next")
 
+    def test_atomic_miss_reads_or_locks_and_stores_then_unlocks_when_declared(self) -> None:
+        with self._opened() as (b, ns):
+            caps = _check_capabilities(b)
+            if CAP_ATOMIC_MISS not in caps:
+                _skip("the backend does not declare the 'atomic_miss' capability")
+            _drive(b, _atomic_miss_steps(ns, self.long_ttl, CAP_GUARDED_WRITES in caps))
+
+    def test_an_atomic_miss_lock_is_free_again_after_its_lease(self) -> None:
+        with self._opened() as (b, ns):
+            if CAP_ATOMIC_MISS not in _check_capabilities(b):
+                _skip("the backend does not declare the 'atomic_miss' capability")
+            _drive(b, _atomic_lease_steps(ns, self))
+
     def test_generations_and_change_notifications(self) -> None:
         with self._opened() as (b, _):
             if CAP_INVALIDATION not in getattr(b, "capabilities", ()):
@@ -1345,6 +1519,23 @@ class AsyncBackendConformance(_BackendSettings):
                     _fail(_lease_outlived(self))
                 await asyncio.sleep(self.poll_interval)
             await release(key, "next")
+
+        self._run(body)
+
+    def test_atomic_miss_reads_or_locks_and_stores_then_unlocks_when_declared(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            caps = _check_capabilities(b)
+            if CAP_ATOMIC_MISS not in caps:
+                _skip("the backend does not declare the 'atomic_miss' capability")
+            await _adrive(b, _atomic_miss_steps(ns, self.long_ttl, CAP_GUARDED_WRITES in caps))
+
+        self._run(body)
+
+    def test_an_atomic_miss_lock_is_free_again_after_its_lease(self) -> None:
+        async def body(b: AsyncBackend, ns: str) -> None:
+            if CAP_ATOMIC_MISS not in _check_capabilities(b):
+                _skip("the backend does not declare the 'atomic_miss' capability")
+            await _adrive(b, _atomic_lease_steps(ns, self))
 
         self._run(body)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cachekit.constants import MISSING, Missing
 from cachekit.errors import BackendError
+from cachekit_redis import ops
 from cachekit_redis.backend import (
     RELEASE_SCRIPT,
     RedisEndpoint,
@@ -38,6 +39,7 @@ from cachekit_redis.coherence import finish_health
 from cachekit_redis.errors import translate
 from cachekit_redis.failover import retire_async_client
 from cachekit_redis.nodes import FAILED, Batch, NodeBreakers
+from cachekit_redis.ops import Op, acall
 
 __all__ = ["AsyncRedisBackend"]
 
@@ -212,6 +214,18 @@ class AsyncRedisBackend(RedisEndpoint):
         except Exception as exc:  # not a node's verdict
             raise translate(exc, self.endpoint, op) from exc
 
+    async def _run(self, op: Op) -> Any:
+        """Send ``op`` (through its node's breaker on a Cluster) and map its reply."""
+        nodes = self._nodes
+        if nodes is not None:
+            client = await self._connected(op.name)
+            return op.reply(await nodes.acall(client, op.key, op.name, acall, op))
+        try:
+            client = await self._ready()
+            return op.reply(await acall(client, op))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, op.name) from exc
+
     # -- the AsyncBackend protocol -------------------------------------------------------
 
     async def get(self, key: str) -> bytes | Missing:
@@ -270,6 +284,28 @@ class AsyncRedisBackend(RedisEndpoint):
             return bool(await _tombstone(client, key, ttl))
         except Exception as exc:
             raise translate(exc, self.endpoint, op) from exc
+
+    async def get_or_lock(
+        self, key: str, lock_key: str, token: str, lease_ms: int
+    ) -> tuple[bytes | None, bool]:
+        """RedisBackend.get_or_lock for redis.asyncio (one round trip)."""
+        client = await self._connected("EVALSHA (get_or_lock)")
+        op = self._get_or_lock_op(client, key, lock_key, token, lease_ms)
+        result: tuple[bytes | None, bool] = await self._run(op)
+        return result
+
+    async def set_and_unlock(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        lock_key: str,
+        token: str,
+        seen: str | None,
+    ) -> bool:
+        """RedisBackend.set_and_unlock for redis.asyncio (one round trip)."""
+        op = ops.set_and_unlock(key, value, ttl, lock_key, token, seen, self._cluster)
+        return bool(await self._run(op))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
         keys = list(keys)

@@ -7,6 +7,7 @@ from time import monotonic
 from typing import Any
 
 from cachekit.constants import (
+    CAP_ATOMIC_MISS,
     CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
@@ -16,11 +17,13 @@ from cachekit.constants import (
     Missing,
 )
 from cachekit.errors import BackendError
+from cachekit_redis import ops
 from cachekit_redis.clients import build_sync_client, close_client
 from cachekit_redis.coherence import RedisCoherence, coherence_for, finish_health
 from cachekit_redis.errors import translate
-from cachekit_redis.failover import lock_command, watch_for
+from cachekit_redis.failover import lock_command, takeover_window, watch_for
 from cachekit_redis.nodes import FAILED, NodeBreakers, node_breaker_config
+from cachekit_redis.ops import Op, call, ttl_ms
 from cachekit_redis.settings import RedisSettings
 from cachekit_redis.urls import parse
 
@@ -93,13 +96,6 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def ttl_ms(ttl: float | None) -> int | None:
-    """Seconds to whole milliseconds for SET PX (at least 1 ms); None = no expiry."""
-    if ttl is None:
-        return None
-    return max(1, int(ttl * 1000))
-
-
 def set_command(key: str, value: bytes, ttl: float | None) -> tuple[Any, ...]:
     """``SET key value [PX ms]`` for ``execute_command``.
 
@@ -137,7 +133,9 @@ def _lock(client: Any, key: str, token: str, lease: float, changes: Any = None) 
 class RedisEndpoint:
     """What the sync and async backends share: URL, settings, node breakers, coherence."""
 
-    capabilities = frozenset({CAP_TTL, CAP_INVALIDATION, CAP_LOCKING, CAP_GUARDED_WRITES})
+    capabilities = frozenset(
+        {CAP_TTL, CAP_INVALIDATION, CAP_LOCKING, CAP_GUARDED_WRITES, CAP_ATOMIC_MISS}
+    )
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
@@ -145,6 +143,7 @@ class RedisEndpoint:
         # The URL's query applied (and checked) here, not at the first call.
         self.settings = RedisSettings.from_env(**options).for_target(self.target)
         self.endpoint = self.target.endpoint
+        self._cluster = self.target.kind == "cluster"
         # Sentinel: the master as this process knows it (failover.py).
         self._watch = watch_for(self.target) if self.target.kind == "sentinel" else None
         self._nodes: NodeBreakers | None = None
@@ -156,6 +155,19 @@ class RedisEndpoint:
     def coherence(self) -> RedisCoherence:
         """Generations and change notifications (shared per URL within the process)."""
         return coherence_for(self.url, self.target, self.settings)
+
+    def _lock_window(self, client: Any, key: str, lease_ms: int) -> int:
+        """failover.takeover_window for the server holding ``key`` (-1: no recent change)."""
+        changes: Any = self._watch if self._watch is not None else self._nodes
+        if changes is None:
+            return -1
+        return takeover_window(changes.changed_at(client, key), lease_ms)
+
+    def _get_or_lock_op(
+        self, client: Any, key: str, lock_key: str, token: str, lease_ms: int
+    ) -> Op:
+        window = self._lock_window(client, key, lease_ms)
+        return ops.get_or_lock(key, lock_key, token, lease_ms, window, self._cluster)
 
     def node_breakers(self) -> list[dict[str, Any]]:
         """Cluster: the per-node circuit breakers seen so far (JSON-ready); else []."""
@@ -210,6 +222,18 @@ class RedisBackend(RedisEndpoint):
             raise
         except Exception as exc:  # not a node's verdict: slot map unavailable, a bug
             raise translate(exc, self.endpoint, op) from exc
+
+    def _run(self, op: Op) -> Any:
+        """Send ``op`` (through its node's breaker on a Cluster) and map its reply."""
+        nodes = self._nodes
+        if nodes is not None:
+            manager = self._manager or self._connected(op.name)
+            reply = nodes.call(manager, self.client, op.key, op.name, call, op)
+            return op.reply(reply)
+        try:
+            return op.reply(call(self.client, op))
+        except Exception as exc:
+            raise translate(exc, self.endpoint, op.name) from exc
 
     # -- the Backend protocol ------------------------------------------------------------
 
@@ -271,6 +295,34 @@ class RedisBackend(RedisEndpoint):
             return bool(_tombstone(self.client, key, ttl))
         except Exception as exc:
             raise translate(exc, self.endpoint, "EVALSHA (tombstone)") from exc
+
+    def get_or_lock(
+        self, key: str, lock_key: str, token: str, lease_ms: int
+    ) -> tuple[bytes | None, bool]:
+        """Read ``key`` or, when it holds no value, take ``lock_key``: one round trip.
+
+        See cachekit.protocols.Backend ("atomic_miss"). A lock older than a master
+        change this process saw is taken over, as in :meth:`acquire_lock`.
+        """
+        if self._nodes is not None:
+            self._manager or self._connected("EVALSHA (get_or_lock)")
+        op = self._get_or_lock_op(self.client, key, lock_key, token, lease_ms)
+        result: tuple[bytes | None, bool] = self._run(op)
+        return result
+
+    def set_and_unlock(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        lock_key: str,
+        token: str,
+        seen: str | None,
+    ) -> bool:
+        """Store ``value`` (guarded when ``seen`` is not None) and release the lock: one
+        round trip. True when the value was stored."""
+        op = ops.set_and_unlock(key, value, ttl, lock_key, token, seen, self._cluster)
+        return bool(self._run(op))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
         keys = list(keys)

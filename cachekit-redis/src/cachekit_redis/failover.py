@@ -46,6 +46,7 @@ __all__ = [
     "demoted",
     "lock_command",
     "retire_async_client",
+    "takeover_window",
     "watch_for",
 ]
 
@@ -143,10 +144,25 @@ def lock_command(changed_at: float, key: str, token: str, lease_ms: int) -> tupl
     lock taken on the new master by a process that saw the change earlier is taken over
     too (the key is computed twice), never one taken after this process saw it.
     """
+    since = takeover_window(changed_at, lease_ms)
+    if since < 0:
+        return ("SET", key, token, "NX", "PX", lease_ms)
+    return ("EVAL", LOCK_TAKEOVER_SCRIPT, 1, key, token, lease_ms, since)
+
+
+def takeover_window(changed_at: float, lease_ms: int) -> int:
+    """Milliseconds since the key's server became master, while that is within a lease.
+
+    -1 once a whole lease has passed since the change (or there was none): no lock on
+    that server can be older than the change any more. Otherwise a lock whose age
+    (``lease_ms`` minus its PTTL) exceeds the returned value was taken before the
+    change and may be taken over. The one decision behind :func:`lock_command` and the
+    takeover inside ``get_or_lock`` (cachekit_redis.ops).
+    """
     since = monotonic() - changed_at
     if since * 1000 >= lease_ms:
-        return ("SET", key, token, "NX", "PX", lease_ms)
-    return ("EVAL", LOCK_TAKEOVER_SCRIPT, 1, key, token, lease_ms, int(since * 1000))
+        return -1
+    return int(since * 1000)
 
 
 def _reset_sync_pools(pools: list[Any], master: tuple[str, int] | None) -> None:

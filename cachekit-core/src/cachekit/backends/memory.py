@@ -14,7 +14,7 @@ from time import monotonic
 from typing import Any
 from urllib.parse import urlsplit
 
-from cachekit.constants import TOMBSTONE_PREFIX
+from cachekit.constants import CAP_ATOMIC_MISS, TOMBSTONE_PREFIX
 from cachekit.errors import ConfigurationError
 from cachekit.protocols import (
     CAP_GUARDED_WRITES,
@@ -112,7 +112,15 @@ def _expiry(ttl: float | None) -> float:
 
 
 _CAPABILITIES = frozenset(
-    {CAP_TTL, CAP_NONBLOCKING, CAP_TRUSTED, CAP_INVALIDATION, CAP_LOCKING, CAP_GUARDED_WRITES}
+    {
+        CAP_TTL,
+        CAP_NONBLOCKING,
+        CAP_TRUSTED,
+        CAP_INVALIDATION,
+        CAP_LOCKING,
+        CAP_GUARDED_WRITES,
+        CAP_ATOMIC_MISS,
+    }
 )
 
 
@@ -265,11 +273,57 @@ class MemoryBackend:
     def release_lock(self, key: str, token: str) -> bool:
         """Release ``key`` if ``token`` still holds it."""
         with self._store.lock:
-            held = self._store.locks.get(key)
-            if held is None or held[0] != token:
-                return False
-            del self._store.locks[key]
-            return True
+            return self._unlock(key, token)
+
+    def _unlock(self, key: str, token: str) -> bool:
+        held = self._store.locks.get(key)
+        if held is None or held[0] != token:
+            return False
+        del self._store.locks[key]
+        return True
+
+    def get_or_lock(
+        self, key: str, lock_key: str, token: str, lease_ms: int
+    ) -> tuple[bytes | None, bool]:
+        """The value of ``key``, or take ``lock_key`` (capability "atomic_miss").
+
+        A tombstone is no value: it is returned (for a guarded store) with whether
+        the lock was taken.
+        """
+        _check_key(key)
+        now = monotonic()
+        with self._store.lock:
+            value = self._live(key, now)
+            if isinstance(value, bytes) and not value.startswith(TOMBSTONE_PREFIX):
+                return value, False
+            found = value if isinstance(value, bytes) else None
+            held = self._store.locks.get(lock_key)
+            if held is not None and held[1] > now:
+                return found, False
+            self._store.locks[lock_key] = (token, now + max(1, int(lease_ms)) / 1000)
+            return found, True
+
+    def set_and_unlock(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        lock_key: str,
+        token: str,
+        seen: str | None,
+    ) -> bool:
+        """Store (guarded like set_guarded when ``seen`` is not None), release the lock."""
+        _check_key(key)
+        value = _check_value(value)
+        with self._store.lock:
+            stored = seen is None or _fingerprint(self._live(key, monotonic())) == seen
+            if stored:
+                self._store.items.pop(key, None)
+                self._store.items[key] = (value, _expiry(ttl))
+            self._unlock(lock_key, token)
+        if stored:
+            self._store.coherence.notify([key])
+        return stored
 
     def to_async(self) -> AsyncMemoryBackend:
         return AsyncMemoryBackend(self)
@@ -331,6 +385,22 @@ class AsyncMemoryBackend:
 
     async def release_lock(self, key: str, token: str) -> bool:
         return self.sync.release_lock(key, token)
+
+    async def get_or_lock(
+        self, key: str, lock_key: str, token: str, lease_ms: int
+    ) -> tuple[bytes | None, bool]:
+        return self.sync.get_or_lock(key, lock_key, token, lease_ms)
+
+    async def set_and_unlock(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        lock_key: str,
+        token: str,
+        seen: str | None,
+    ) -> bool:
+        return self.sync.set_and_unlock(key, value, ttl, lock_key, token, seen)
 
     async def close(self) -> None:
         self.sync.close()
