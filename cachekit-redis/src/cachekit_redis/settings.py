@@ -12,15 +12,33 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cachekit.breaker import BreakerConfig
 from cachekit.errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from cachekit_redis.urls import Target
-
 __all__ = ["ENVIRONMENT", "RedisSettings"]
+
+
+class Target(Protocol):
+    """What :meth:`RedisSettings.for_target` reads of a parsed URL (cachekit_redis.urls.Target).
+
+    A protocol, so that this module does not import urls.py, which validates a URL's
+    query with RedisSettings: the dependency runs one way, urls -> settings.
+    """
+
+    @property
+    def options(self) -> tuple[tuple[str, Any], ...]: ...
+
+    @property
+    def tls(self) -> bool: ...
+
+    @property
+    def unix(self) -> bool: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
 
 #: Variables read by cachekit-redis (documented in docs/backends/redis.md).
 ENVIRONMENT = {
