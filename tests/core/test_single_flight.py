@@ -247,16 +247,30 @@ def test_a_function_calling_itself_with_the_same_key_does_not_deadlock():
     assert depth == [1, 1, 1]
 
 
-def test_a_caller_cancelled_while_taking_the_lock_does_not_keep_it():
+@pytest.mark.parametrize("atomic", [False, True], ids=["acquire_lock", "get_or_lock"])
+def test_a_caller_cancelled_while_taking_the_lock_does_not_keep_it(atomic):
     from cachekit.backends.memory import AsyncMemoryBackend, MemoryBackend
+    from cachekit.constants import CAP_ATOMIC_MISS
 
-    sync = MemoryBackend("cancel-lock")
+    sync = MemoryBackend(f"cancel-lock-{atomic}")
 
     class SlowLock(AsyncMemoryBackend):
+        # With "atomic_miss" the lock is taken by get_or_lock, else by acquire_lock.
+        capabilities = (
+            AsyncMemoryBackend.capabilities | {CAP_ATOMIC_MISS}
+            if atomic
+            else AsyncMemoryBackend.capabilities - {CAP_ATOMIC_MISS}
+        )
+
         async def acquire_lock(self, key, token, lease):
             taken = await super().acquire_lock(key, token, lease)
             await asyncio.sleep(0.2)  # the reply is slow: the caller gives up meanwhile
             return taken
+
+        async def get_or_lock(self, key, lock_key, token, lease_ms):
+            found = self.sync.get_or_lock(key, lock_key, token, lease_ms)
+            await asyncio.sleep(0.2)  # as acquire_lock above
+            return found
 
     @cache(backend=SlowLock(sync), lock_lease=30)
     async def f(x):

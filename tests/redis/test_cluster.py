@@ -1028,9 +1028,9 @@ def test_a_lock_carried_over_by_a_promoted_replica_does_not_hold_callers_for_its
         lookup, victim = _victim_without_counters(cluster, make)
 
         def lock_of(arg: str) -> str:
-            return "cachekit-lock:" + lookup.cache_key(arg).removeprefix("cachekit:")
+            return "cachekit-lock:{" + lookup.cache_key(arg) + "}"  # the entry's slot
 
-        # The lock's key hashes apart from the entry's: the lock on the victim.
+        # The lock (and the entry, in the same slot) on the victim.
         arg = next(
             a for a in (f"k{i}" for i in range(500)) if cluster.node_for_key(lock_of(a)) == victim
         )

@@ -110,8 +110,9 @@ def test_a_write_whose_notice_was_lost_does_not_hide_the_next_foreign_change(
         return wrapped
 
     with monkeypatch.context() as patch:
-        for name in ("set", "set_guarded"):  # whichever stores the computed value
-            patch.setattr(backend, name, while_tracking_dies(getattr(backend, name)))
+        for name in ("set", "set_guarded", "set_and_unlock"):  # whichever stores the value
+            if hasattr(backend, name):
+                patch.setattr(backend, name, while_tracking_dies(getattr(backend, name)))
         assert f(1) == {"v": "v1"}  # stored; its notice is lost with the connection
     _wait_reconnected(state.coherence, before)
     time.sleep(0.1)

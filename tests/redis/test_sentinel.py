@@ -455,7 +455,7 @@ def test_a_lock_from_before_a_failover_does_not_hold_callers_for_its_lease(
     options: dict[str, Any] = {"l1": False, "lock_lease": lease}
     fn = make_async_copy(url, **options) if flavor == "async" else make_copy(url, **options)
     key = fn.cache_key("held")  # resolves the function and starts its listener
-    lock = "cachekit-lock:" + key.removeprefix("cachekit:")
+    lock = "cachekit-lock:{" + key + "}"
     coherence = fn.__cachekit__.coherence
     wait_for(lambda: coherence.healthy)
     watch = watch_for(parse(url))

@@ -26,12 +26,29 @@ import weakref
 from _thread import allocate_lock
 from collections import OrderedDict
 from contextlib import nullcontext
-from contextvars import ContextVar
 from time import monotonic, time
 
+from cachekit._engine.miss import (
+    _LEADING,
+    _NO_HIT,
+    _REENTER,
+    _SEEN,
+    _UNREACHABLE,
+    _WAIT,
+    _LeaderGone,
+    _partial,
+    _retrieve_outcome,
+    _transient,
+    get_steps,
+    miss_steps,
+    run_async,
+    run_sync,
+    set_steps,
+)
 from cachekit.coherence import DEGRADED_L1_TTL, OWN_WRITE_WAIT
 from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
+    CAP_ATOMIC_MISS,
     CAP_GUARDED_WRITES,
     CAP_INVALIDATION,
     CAP_LOCKING,
@@ -51,12 +68,10 @@ from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
 from cachekit.stats import (
     BYPASSED,
-    COALESCED,
     ERRORS,
     INVALID,
     L1_HITS,
     L2_HITS,
-    MISSES,
     STORES,
     CacheInfo,
     new_counters,
@@ -72,9 +87,8 @@ from cachekit.tenancy import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import asyncio
     import logging
-    from collections.abc import Awaitable, Callable, Generator
+    from collections.abc import Awaitable, Callable
     from typing import Any, ClassVar
 
 __all__ = [
@@ -339,40 +353,8 @@ def _endpoint(obj: Any) -> str:
 # --- per-function state -----------------------------------------------------------------
 
 
-_NO_HIT: Any = object()
-_NOT_READ: Any = (MISSING, None, None)
-#: In place of the payload of an L2 read: the backend could not be reached. The miss
-#: then skips its write (and lock), which would only pay a second timeout.
-_UNREACHABLE: Any = object()
-#: l2_lock's answer when the backend failed taking the lock: skip the write as well,
-#: it would most likely pay a second timeout (e.g. under CLIENT PAUSE WRITE).
-_LOCK_FAILED: Any = object()
-
-
-class _Failed:
-    """A backend exception, sent into a sans-I/O protocol generator."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _LeaderGone(Exception):
-    """The computing caller was cancelled or interrupted; a waiter takes over."""
-
-
-#: The flights the current thread or asyncio task leads (single flight), so that a
-#: function calling itself with the same key computes instead of waiting for itself.
-_LEADING: ContextVar[tuple[Any, ...]] = ContextVar("cachekit_leading", default=())
-#: What the current thread's or task's last L2 read of a key found, for a guarded
-#: write of the value it then computes: (backend key, "" or the SHA-1 of the bytes).
-_SEEN: ContextVar[tuple[str, str] | None] = ContextVar("cachekit_seen", default=None)
 #: Lifetime of a tombstone when the function's entries never expire (seconds).
 _TOMBSTONE_MAX_TTL = 86400.0
-#: enter_flight's answers for a caller that does not lead the flight.
-_WAIT: Any = object()
-_REENTER: Any = object()
 
 
 async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
@@ -393,11 +375,6 @@ async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
         task.add_done_callback(_retrieve_outcome)
         raise
     return task.result()
-
-
-def _retrieve_outcome(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: no "exception was never retrieved" report
 
 
 class CachedState:
@@ -456,6 +433,7 @@ class CachedState:
         self._coh_lock = allocate_lock()
         self.locking = False  # stampede lock across processes (backends with "locking")
         self.guarded = False  # writes guarded against invalidations ("guarded_writes")
+        self.atomic = False  # a locked miss in two round trips ("atomic_miss")
         _states.add(self)
 
     def __repr__(self) -> str:
@@ -549,6 +527,7 @@ class CachedState:
             self.replan_at = monotonic() + DEGRADED_L1_TTL
         self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
         self.guarded = CAP_GUARDED_WRITES in capabilities
+        self.atomic = self.locking and CAP_ATOMIC_MISS in capabilities
         max_value = opts.max_value_size or settings.max_value_size
         return Plan(
             enabled=settings.enabled,
@@ -729,132 +708,6 @@ class CachedState:
                 pending[0] += delta
                 if pending[0] <= 0:
                     del self.own_writes[digest]
-
-    # -- stampede protection across processes ---------------------------------------
-
-    def _lock_key(self, bkey: str) -> str:
-        # Outside the "cachekit:" prefix, so lock traffic never reaches L1 listeners.
-        return "cachekit-lock:" + bkey.removeprefix("cachekit:")
-
-    def _lock_steps(self, plan: Plan, bkey: str) -> Generator[Any, Any, Any]:
-        """The stampede-lock protocol, without I/O: one logic for sync and async callers.
-
-        Yields ("lock", key, token, lease), ("sleep", seconds) or ("get",) and is sent
-        the outcome (the lock reply, None, the l2_get triple; a backend exception is
-        sent as _Failed). Returns ("found", value, payload, expires) when another
-        process stored the value meanwhile, a token string when this process holds
-        the lock, _LOCK_FAILED on backend trouble, or None when it should compute
-        without a lock (breaker open, or the holder outlived the wait: a lease longer
-        than the computation avoids that).
-        """
-        token = os.urandom(16).hex()
-        lock_key = self._lock_key(bkey)
-        lease = float(self.options.lock_lease)
-        deadline = monotonic() + lease + 1.0
-        delay = 0.002
-        while True:
-            breaker = plan.breaker
-            if breaker is not None and not breaker.allow():
-                return None
-            acquired = yield ("lock", lock_key, token, lease)
-            if type(acquired) is _Failed:
-                self._backend_failed(plan, "lock", acquired.error)
-                return _LOCK_FAILED
-            if breaker is not None:
-                breaker.success()
-            if acquired:
-                return token
-            yield ("sleep", delay)
-            delay = min(delay * 2, 0.05)
-            value, payload, expires = yield ("get",)
-            if value is not MISSING:
-                return ("found", value, payload, expires)
-            if payload is _UNREACHABLE:
-                return _LOCK_FAILED  # one timeout per call: no more lock attempts
-            if monotonic() > deadline:
-                return None
-
-    def l2_lock(self, plan: Plan, bkey: str) -> Any:
-        """Take the key's lock, or wait for its holder's value (see _lock_steps)."""
-        import time
-
-        steps = self._lock_steps(plan, bkey)
-        reply: Any = None
-        while True:
-            try:
-                op = steps.send(reply)
-            except StopIteration as done:
-                return done.value
-            reply = None
-            if op[0] == "lock":
-                try:
-                    reply = plan.backend.acquire_lock(*op[1:])
-                except Exception as exc:
-                    reply = _Failed(exc)
-            elif op[0] == "sleep":
-                time.sleep(op[1])
-            else:
-                reply = self.l2_get(plan, bkey)
-
-    def l2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
-        """Release the lock, unless the breaker is open: the lease frees it anyway."""
-        breaker = plan.breaker
-        if breaker is not None and not breaker.allow():
-            return
-        try:
-            plan.backend.release_lock(self._lock_key(bkey), token)
-        except Exception as exc:
-            self._backend_failed(plan, "unlock", exc)
-            return
-        if breaker is not None:
-            breaker.success()
-
-    async def al2_lock(self, plan: Plan, bkey: str) -> Any:
-        """The async driver of _lock_steps."""
-        import asyncio
-        import contextlib
-
-        steps = self._lock_steps(plan, bkey)
-        reply: Any = None
-        while True:
-            try:
-                op = steps.send(reply)
-            except StopIteration as done:
-                return done.value
-            reply = None
-            if op[0] == "lock":
-                try:
-                    reply = await self._acall(plan, "acquire_lock", *op[1:])
-                except Exception as exc:
-                    reply = _Failed(exc)
-                except asyncio.CancelledError:
-                    # The SET NX may have reached the backend: free the lock if it is
-                    # ours, so other processes do not wait out the lease for nothing.
-                    with contextlib.suppress(BaseException):
-                        await asyncio.wait_for(
-                            self._acall(plan, "release_lock", op[1], op[2]), timeout=1.0
-                        )
-                    raise
-            elif op[0] == "sleep":
-                await asyncio.sleep(op[1])
-            else:
-                reply = await self.al2_get(plan, bkey)
-
-    async def al2_unlock(self, plan: Plan, bkey: str, token: str) -> None:
-        breaker = plan.breaker  # as l2_unlock
-        if breaker is not None and not breaker.allow():
-            return
-        try:
-            await self._acall(plan, "release_lock", self._lock_key(bkey), token)
-        except Exception as exc:
-            self._backend_failed(plan, "unlock", exc)
-            return
-        except BaseException:
-            if breaker is not None:
-                breaker.release_probe()
-            raise
-        if breaker is not None:
-            breaker.success()
 
     def l1_fill(
         self,
@@ -1097,38 +950,12 @@ class CachedState:
         )
 
     def l2_get(self, plan: Plan, bkey: str) -> Any:
-        breaker = plan.breaker
-        if breaker is not None and not breaker.allow():
-            return MISSING, None, None
-        try:
-            blob = plan.backend.get(bkey)
-        except Exception as exc:
-            self._backend_failed(plan, "get", exc)
-            return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
-        if breaker is not None:
-            breaker.success()
-        return self._read(plan, blob, bkey)
+        """Read one entry from a sync backend, failing open (see miss.get_steps)."""
+        return run_sync(self, plan, get_steps(self, plan, bkey))
 
     def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
-        """Store the envelope; False when the backend was not reached (breaker open or a
-        transient failure): the rest of the call then leaves the backend alone."""
-        blob = self._seal(plan, payload, bkey)
-        breaker = plan.breaker
-        if breaker is not None and not breaker.allow():
-            return False
-        tracked = self._expect_own_notice(bkey)
-        op, args = self._write_op(plan, bkey, blob)
-        try:
-            done = getattr(plan.backend, op)(*args)
-        except Exception as exc:
-            if tracked:
-                self._own_write(bkey, -1)
-            self._backend_failed(plan, "set", exc)
-            return not _unreachable(exc)
-        if breaker is not None:
-            breaker.success()
-        self._written(op, done, bkey)
-        return True
+        """Store one entry in a sync backend, failing open (see miss.set_steps)."""
+        return bool(run_sync(self, plan, set_steps(self, plan, bkey, payload)))
 
     async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
         b = plan.abackend
@@ -1153,49 +980,6 @@ class CachedState:
 
         return await asyncio.to_thread(getattr(b, method), *args)
 
-    async def al2_get(self, plan: Plan, bkey: str) -> Any:
-        breaker = plan.breaker
-        if breaker is not None and not breaker.allow():
-            return MISSING, None, None
-        try:
-            blob = await self._acall(plan, "get", bkey)
-        except Exception as exc:
-            self._backend_failed(plan, "get", exc)
-            return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
-        except BaseException:  # cancelled: not the backend's fault
-            if breaker is not None:
-                breaker.release_probe()
-            raise
-        if breaker is not None:
-            breaker.success()
-        return self._read(plan, blob, bkey)
-
-    async def al2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
-        """l2_set for async callers (the same answer)."""
-        blob = self._seal(plan, payload, bkey)
-        breaker = plan.breaker
-        if breaker is not None and not breaker.allow():
-            return False
-        tracked = self._expect_own_notice(bkey)
-        op, args = self._write_op(plan, bkey, blob)
-        try:
-            done = await self._acall(plan, op, *args)
-        except Exception as exc:
-            if tracked:
-                self._own_write(bkey, -1)
-            self._backend_failed(plan, "set", exc)
-            return not _unreachable(exc)
-        except BaseException:
-            if tracked:
-                self._own_write(bkey, -1)
-            if breaker is not None:
-                breaker.release_probe()
-            raise
-        if breaker is not None:
-            breaker.success()
-        self._written(op, done, bkey)
-        return True
-
     def _read(self, plan: Plan, blob: Any, bkey: str) -> Any:
         """(value, payload, expires) of what an L2 read returned (sync and async).
 
@@ -1218,8 +1002,8 @@ class CachedState:
             _SEEN.set((bkey, hashlib.sha1(blob, usedforsecurity=False).hexdigest()))
         return outcome
 
-    def _write_op(self, plan: Plan, bkey: str, blob: bytes) -> tuple[str, tuple[Any, ...]]:
-        """The backend call that stores a computed value (sync and async).
+    def _take_seen(self, bkey: str) -> str | None:
+        """What this caller's read of ``bkey`` found, for a guarded write (sync and async).
 
         Guarded when this caller read the key first: the write lands only while the
         key still holds what that read found, so it never outlives an invalidation
@@ -1227,14 +1011,12 @@ class CachedState:
         """
         seen = _SEEN.get() if self.guarded else None
         if seen is None or seen[0] != bkey:
-            return "set", (bkey, blob, plan.ttl)
+            return None
         _SEEN.set(None)
-        return "set_guarded", (bkey, blob, plan.ttl, seen[1])
+        return seen[1]
 
-    def _written(self, op: str, done: Any, bkey: str) -> None:
-        """After a write: a refused guarded write drops the L1 copy it was made for."""
-        if op != "set_guarded" or done:
-            return
+    def _refused(self, bkey: str) -> None:
+        """A refused guarded write drops the L1 copy it was made for."""
         self.debug("write refused: the key changed while computing", bkey, (), {})
         digest = bkey[-DIGEST_HEX_LENGTH:]
         with self._coh_lock:
@@ -1673,37 +1455,6 @@ def _byte_buffer(payload: Any, serializer: str) -> Any:
     )
 
 
-def _transient(exc: BaseException) -> bool:
-    """Does this backend failure say the server is unreachable or too slow?
-
-    Connection errors and timeouts (builtin ``ConnectionError``/``TimeoutError``,
-    any ``OSError``, cachekit's BackendUnavailableError) count towards the circuit
-    breaker. Errors the server answered with (out of memory, read-only replica, a
-    reply that could not be parsed) do not: the server is up, so opening the breaker
-    would only stop reads that still work.
-    """
-    flag = getattr(exc, "transient", None)
-    if flag is not None:
-        return bool(flag)
-    return isinstance(exc, (OSError, TimeoutError))
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Was the backend, or the part of it that holds the key, out of reach?
-
-    Wider than _transient: a Cluster node's own breaker counts its failures (its
-    NodeUnavailableError is not transient for the endpoint's breaker), yet the rest of
-    the call must leave that node alone too, or it pays a second timeout there.
-    """
-    return _transient(exc) or isinstance(exc, (OSError, TimeoutError))
-
-
-def _partial(exc: BaseException) -> bool:
-    """Unreachable, but only a part of the backend: the error says the rest is up and gives
-    the endpoint's breaker no failure (a Cluster node's NodeUnavailableError)."""
-    return getattr(exc, "transient", None) is False and isinstance(exc, (OSError, TimeoutError))
-
-
 def _async_mode_for(backend: Any) -> str:
     return "inline" if CAP_NONBLOCKING in getattr(backend, "capabilities", ()) else "thread"
 
@@ -1912,7 +1663,6 @@ def _wrapper_parts(state: CachedState) -> tuple[Any, ...]:
         _fast_arity(state),
         state.builder,
         FAST_TYPES,
-        state.options.single_flight,
         state.options.condition,
         owner_tags.get,
     )
@@ -1929,7 +1679,6 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         arity,
         builder,
         fast,
-        single_flight,
         condition,
         tags_get,
     ) = _wrapper_parts(state)
@@ -1957,91 +1706,8 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         read: Any = True,
     ) -> Any:
         plan = state.resolve()
-        if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
-            counts[BYPASSED] += 1
-            return func(*args, **kwargs)
-        if not single_flight:
-            return compute(plan, args, kwargs, lkey, bkey, read)[0]
-        while True:
-            fut, role = state.enter_flight(lkey, _Flight)
-            if role is _REENTER:
-                return compute(plan, args, kwargs, lkey, bkey)[0]
-            if role is not _WAIT:
-                break
-            try:
-                stored, loads = fut.result()
-            except _LeaderGone:
-                continue
-            counts[COALESCED] += 1
-            return stored if loads is None else loads(stored)
-        try:
-            value, pair = compute(plan, args, kwargs, lkey, bkey, read)
-        except BaseException as exc:
-            state.leave_flight(lkey, fut, role, None, exc)
-            raise
-        state.leave_flight(lkey, fut, role, pair, None)
-        return value
-
-    def compute(
-        plan: Plan,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        lkey: Any,
-        bkey: str | None,
-        read: Any = True,
-    ) -> tuple[Any, tuple[Any, Any]]:
-        """Return (value for this caller, (stored, loads) for waiters).
-
-        ``read``: True to read L2 first; False when the caller already read it and
-        missed; _UNREACHABLE when that read could not reach the backend.
-        """
-        epoch = state.epoch
-        hit = state.l1_lookup(lkey, refresh=False)  # filled while we queued?
-        if hit is not _NO_HIT:
-            return hit  # type: ignore[no-any-return]
-        # A key computed before the generations were (re)read carries an old salt.
-        stale = state.coherence is not None and not state.gens_ok
-        if plan.backend is not None:
-            state.check_event_loop(plan)
-        use_l2 = plan.backend is not None and read is not _UNREACHABLE and state.l2_ready()
-        if use_l2:
-            if bkey is None or stale:
-                bkey = builder.backend_key(args, kwargs)
-            value, payload, expires = state.l2_get(plan, bkey) if read is True else _NOT_READ
-            if value is not MISSING:
-                return state.accept_l2(
-                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
-                )
-            if payload is _UNREACHABLE:
-                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
-        token = None
-        if use_l2 and state.locking:
-            assert bkey is not None
-            outcome = state.l2_lock(plan, bkey)
-            if type(outcome) is tuple:
-                _, value, payload, expires = outcome
-                return state.accept_l2(
-                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
-                )
-            if outcome is _LOCK_FAILED:
-                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
-            else:
-                token = outcome
-        try:
-            counts[MISSES] += 1
-            state.debug("miss", bkey, args, kwargs)
-            result = func(*args, **kwargs)
-            value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-            if (
-                payload is not None
-                and use_l2
-                and not state.l2_set(plan, bkey or builder.backend_key(args, kwargs), payload)
-            ):
-                token = None  # unreachable: no second timeout unlocking, the lease frees it
-        finally:
-            if token is not None:
-                state.l2_unlock(plan, bkey, token)  # type: ignore[arg-type]
-        return value, pair
+        steps = miss_steps(state, plan, args, kwargs, lkey, bkey, read, _Flight)
+        return run_sync(state, plan, steps, args, kwargs)
 
     if arity < 0 and l1 is None and builder._fast_ok and condition is None:
         # No L1: read L2 first, outside single flight (which only coalesces computations).
@@ -2139,8 +1805,7 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
         arity,
         builder,
         fast,
-        single_flight,
-        condition,
+        _condition,
         tags_get,
     ) = _wrapper_parts(state)
 
@@ -2162,88 +1827,9 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
     async def miss(
         args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
     ) -> Any:
-        import asyncio
-
         plan = state.resolve()
-        if not plan.enabled or (condition is not None and not condition(*args, **kwargs)):
-            counts[BYPASSED] += 1
-            return await func(*args, **kwargs)
-        if not single_flight:
-            return (await compute(plan, args, kwargs, lkey, bkey))[0]
-        while True:
-            fut, role = state.enter_flight(lkey, _new_future)
-            if role is _REENTER:
-                return (await compute(plan, args, kwargs, lkey, bkey))[0]
-            if role is not _WAIT:
-                break
-            outcome = asyncio.wrap_future(fut)
-            # A waiter cancelled meanwhile leaves the outcome unread: read it, or asyncio
-            # logs "Future exception was never retrieved" for a routine cancellation.
-            outcome.add_done_callback(_retrieve_outcome)
-            try:
-                # shield: a cancelled waiter must not cancel the shared future.
-                stored, loads = await asyncio.shield(outcome)
-            except _LeaderGone:
-                continue
-            counts[COALESCED] += 1
-            return stored if loads is None else loads(stored)
-        try:
-            value, pair = await compute(plan, args, kwargs, lkey, bkey)
-        except BaseException as exc:
-            state.leave_flight(lkey, fut, role, None, exc)
-            raise
-        state.leave_flight(lkey, fut, role, pair, None)
-        return value
-
-    async def compute(
-        plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
-    ) -> tuple[Any, tuple[Any, Any]]:
-        epoch = state.epoch
-        hit = state.l1_lookup(lkey, refresh=False)
-        if hit is not _NO_HIT:
-            return hit  # type: ignore[no-any-return]
-        stale = state.coherence is not None and not state.gens_ok  # as in sync compute
-        use_l2 = plan.abackend is not None and await state.al2_ready()
-        if use_l2:
-            if bkey is None or stale:
-                bkey = builder.backend_key(args, kwargs)
-            value, payload, expires = await state.al2_get(plan, bkey)
-            if value is not MISSING:
-                return state.accept_l2(
-                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
-                )
-            if payload is _UNREACHABLE:
-                use_l2 = False  # as in the sync compute: no second timeout writing
-        token = None
-        if use_l2 and state.locking:
-            assert bkey is not None
-            outcome = await state.al2_lock(plan, bkey)
-            if type(outcome) is tuple:
-                _, value, payload, expires = outcome
-                return state.accept_l2(
-                    plan, lkey, bkey, value, payload, (args, kwargs), epoch, expires
-                )
-            if outcome is _LOCK_FAILED:
-                use_l2 = False  # compute, keep in L1, don't pay a second timeout writing
-            else:
-                token = outcome
-        try:
-            counts[MISSES] += 1
-            state.debug("miss", bkey, args, kwargs)
-            result = await func(*args, **kwargs)
-            value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
-            if (
-                payload is not None
-                and use_l2
-                and not await state.al2_set(
-                    plan, bkey or builder.backend_key(args, kwargs), payload
-                )
-            ):
-                token = None  # as in the sync compute: the lease frees the lock
-        finally:
-            if token is not None:
-                await state.al2_unlock(plan, bkey, token)  # type: ignore[arg-type]
-        return value, pair
+        steps = miss_steps(state, plan, args, kwargs, lkey, bkey, True, _new_future)
+        return await run_async(state, plan, steps, args, kwargs)
 
     if arity < 0:
 
