@@ -81,6 +81,15 @@ def _call_and_trace(fn: Callable[[int], Any], x: int) -> tuple[Any, int]:
     return value, peak
 
 
+def _warm_up_on_a_refused_entry(fn: Any, raw: Any) -> None:
+    """One call of ``fn`` that reads an unreadable entry (a compressed envelope whose
+    payload is not valid zlib), recomputes and overwrites it."""
+    raw.set(fn.cache_key(0), _compressed_envelope(b"not zlib"))
+    assert fn(0) == {"own": 0}
+    assert fn.cache_info().invalid == 1
+    fn.calls.clear()
+
+
 # --- item 13: compressed entries --------------------------------------------------------------
 
 
@@ -93,34 +102,36 @@ def bomb() -> bytes:
 
 def test_a_zlib_bomb_under_a_function_that_never_compresses_is_a_miss(redis_url, raw, bomb):
     fn = _victim(redis_url, max_value_size=LIMIT)
-    # Warm up (plan, connection, lazy imports) outside the trace: what is measured is
-    # the read of the planted entry, not a first call's setup (which on Python 3.10
-    # with the oldest libraries alone peaks near 1 MiB).
-    assert fn(0) == {"own": 0}
-    fn.calls.clear()
+    # Warm up outside the trace (plan, connection, and what a first refused entry
+    # imports and logs): what is measured is the read of the planted bomb, not a first
+    # call's setup, which on Python 3.10 with the oldest libraries alone peaks near 1 MiB.
+    _warm_up_on_a_refused_entry(fn, raw)
     raw.set(fn.cache_key(1), _compressed_envelope(bomb))
 
     value, peak = _call_and_trace(fn, 1)
 
     assert value == {"own": 1}  # the function ran: not 48 MiB of planted zeros
     assert fn.calls == [1]
-    assert fn.cache_info().invalid == 1
-    assert peak < LIMIT, f"reading the planted entry peaked at {peak} bytes"
+    assert fn.cache_info().invalid == 2  # the warm-up's entry, then the bomb
+    # Refused without inflating: the peak is the ~50 KB entry plus storing the result.
+    # (msgpack < 1.1's packb allocates a 1 MiB buffer for any value, hence 2 x LIMIT;
+    # the refusal itself, before any inflation, is checked at the envelope level in
+    # tests/core/test_envelope.py.)
+    assert peak < 2 * LIMIT, f"reading the planted entry peaked at {peak} bytes"
     assert raw.get(fn.cache_key(1))[3] & FLAG_COMPRESSED == 0  # overwritten
     assert fn(1) == {"own": 1} and fn.calls == [1]  # now a genuine L2 hit
 
 
 def test_a_zlib_bomb_inflates_no_further_than_max_value_size(redis_url, raw, bomb):
     fn = _victim(redis_url, max_value_size=LIMIT, compress=True)
-    assert fn(0) == {"own": 0}  # warm up outside the trace, as above
-    fn.calls.clear()
+    _warm_up_on_a_refused_entry(fn, raw)  # as above
     raw.set(fn.cache_key(2), _compressed_envelope(bomb))
 
     value, peak = _call_and_trace(fn, 2)
 
     assert value == {"own": 2}
     assert fn.calls == [2]
-    assert fn.cache_info().invalid == 1
+    assert fn.cache_info().invalid == 2
     # The inflater stops one byte past the limit: memory stays within a few limits,
     # nowhere near the 48 MiB the entry claims.
     assert peak < 4 * LIMIT, f"reading the planted entry peaked at {peak} bytes"
