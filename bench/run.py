@@ -33,6 +33,7 @@ from harness import Section  # noqa: E402
 #: Benchmark name -> module, in the order they run.
 BENCHMARKS = {
     "l1": "bench_l1",
+    "memory": "bench_memory",
     "threads": "bench_threads",
     "import": "bench_import",
     "redis": "bench_redis",

@@ -55,6 +55,8 @@ def test_quick_run_prints_every_ratio_against_its_baseline(quick_run) -> None:
     text = "\n".join(ratio_lines)
     assert "cachekit L1 hit / cachetools(lock), dict" in text
     assert "cachekit L1 hit / cachetools(lock), int" in text
+    assert "cachekit L1 hit / cachetools(lock), str" in text
+    assert "cachekit / cachetools(TTLCache) memory per entry, int" in text
     assert "cachekit: 8 threads / 1 thread throughput" in text
     assert "cachetools(lock): 8 threads / 1 thread throughput" in text
     assert "import cachekit / python -c pass" in text
@@ -71,6 +73,8 @@ def test_quick_run_prints_every_ratio_against_its_baseline(quick_run) -> None:
     assert "msgpack records / arrow round trip, strings" in text
     assert "L2 hit (l1=False) / raw GET + deserialize, numeric" in text
     assert "import cachekit adds, wall" in proc.stdout
+    assert "L2 hit: cachekit adds per call, small" in proc.stdout
+    assert "cachekit L1 memory per entry over the value, int" in proc.stdout
     assert all(re.search(r" \d+\.\d\dx ", line) for line in ratio_lines)
 
 
@@ -78,7 +82,7 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
     proc, results = quick_run
     assert "== summary ==" in proc.stdout
     benchmarks = {b["name"]: b for b in results["benchmarks"]}
-    assert set(benchmarks) == {"l1", "threads", "import", "redis", "crypto", "arrow"}
+    assert set(benchmarks) == {"l1", "memory", "threads", "import", "redis", "crypto", "arrow"}
     for bench in benchmarks.values():
         assert bench["error"] is None
         assert any(line["limit"] is not None for line in bench["lines"])
@@ -86,7 +90,19 @@ def test_quick_run_reports_each_target_with_pass_or_miss(quick_run) -> None:
             assert line["status"] in {"PASS", "MISS", "info"}
     summary = results["summary"]
     assert summary["failed_to_run"] == 0
-    assert summary["targets"] >= 12
+    assert summary["targets"] >= 16
+
+
+def test_round_trips_per_miss_are_counted_on_the_client(quick_run) -> None:
+    proc, results = quick_run
+    redis = next(b for b in results["benchmarks"] if b["name"] == "redis")
+    lines = {line["name"]: line for line in redis["lines"]}
+    # the counter's own sanity check: a raw GET + SET is two sends
+    assert lines["round trips per call: raw miss (GET + SET PX)"]["value"] == 2
+    assert lines["round trips per call: raw miss with SET NX lock + Lua unlock"]["value"] == 4
+    assert lines["round trips per call: cachekit L2 hit (l1=False)"]["value"] == 1
+    default = lines["round trips per call: cachekit miss, l1=True, lock (default)"]
+    assert default["limit"] == 2 and default["op"] == "=="
 
 
 def test_copy_safety_and_module_checks_are_reported(quick_run) -> None:
