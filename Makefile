@@ -4,6 +4,8 @@
 #   make demo    the main job on the embedded default (L1 only, no Redis needed)
 #   make test    the whole test suite
 #   make bench   benchmarks against baselines measured in the same run
+#   make soak    the randomized history checker (real processes, Redis faults) with random
+#                seeds for SOAK_SECONDS (600); SOAK_SEED=n replays a seed first
 #   make lint    ruff (lint + format check) and mypy --strict on src/
 #   make dist    sdists and wheels of the four packages in dist/, metadata checked
 #   make matrix  the whole suite on Python 3.10-3.13, newest and oldest libraries (noxfile.py)
@@ -22,7 +24,7 @@ PYTEST_WORKERS ?= 2
 TEST_LEGS ?= oldest(3.10) newest(3.13)
 NOX := PYTEST_WORKERS=$(PYTEST_WORKERS) $(BIN)/nox --envdir .nox $(if $(filter true 1,$(CI) $(CACHEKIT_REQUIRE_PYTHONS)),--error-on-missing-interpreters,--no-error-on-missing-interpreters)
 
-.PHONY: demo test matrix bench lint format bootstrap clean dist
+.PHONY: demo test matrix bench soak lint format bootstrap clean dist
 
 $(STAMP): pyproject.toml $(wildcard cachekit-*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,13 @@ matrix: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Runs of SOAK_RUN_SECONDS each, a new seed per run, until SOAK_SECONDS have passed.
+SOAK_SECONDS ?= 600
+SOAK_RUN_SECONDS ?= 60
+SOAK_SEED ?=
+soak: $(STAMP)
+	$(BIN)/python tests/history/history_run.py --soak $(SOAK_SECONDS) --seconds $(SOAK_RUN_SECONDS) $(if $(strip $(SOAK_SEED)),--seed $(SOAK_SEED))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,264 @@
+"""The checker of a randomized history: pure functions over recorded operations.
+
+A history is a list of records (dicts), each with ``op`` and ``start``/``end`` times
+from time.monotonic() (one clock for every process of the machine):
+
+    {"op": "read", "fn", "key", "value": {"fn", "key", "v"}}  or  "error": "..."
+    {"op": "write", "key", "version"}      the source of truth of key is now version
+    {"op": "inv", "scope": {...}}          an invalidation returned (or "error": "...")
+    {"op": "fault", "kind"}                a fault was active from start to end
+    {"op": "final", "key", "version"}      the source's version at the end (start=end)
+
+Scopes: {"kind": "entry", "fn", "key"}, {"kind": "function", "fn"},
+{"kind": "namespace", "namespace"}, {"kind": "tag", "tag"}; ``groups`` maps each
+function name to its {"namespace": ..., "tags": [...]}.
+
+Rules (each broken one is a Violation):
+
+exception   no caller ever gets an exception from the cache (reads and invalidations).
+foreign     a read returns a value of its own function and key, never another's.
+future      a read never returns a version that no write had started to make.
+lost-write  each key's writes made versions 1..n, each once, and the source ends at n.
+stale       no read returns a version older than what the last *certain* invalidation
+            covering it guarantees, once that invalidation returned more than ``bound``
+            before the read started. An invalidation guarantees, for every key it covers,
+            the newest version whose write ended before the invalidation started (the
+            writer protocol: change the source, then invalidate). An invalidation is
+            *uncertain* (not checked) when it overlaps a fault window widened by
+            ``before`` and ``after`` seconds: its backend operation may not have reached
+            Redis (a timeout, an open breaker, a restart that lost it), or the other
+            processes' notification streams may have been down (their new L1 entries are
+            capped at 1 s then, not at ``bound``).
+
+Staleness of a read: how long before its start the first invalidation that required a
+newer version returned (0 when none did). The worst one is reported, violations or not.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+BOUND = 0.05  # B: how soon after an invalidation returned every process stops serving the old value
+FAULT_BEFORE = 0.5  # an invalidation this close before a fault started is uncertain
+FAULT_AFTER = (
+    1.0  # ... and this long after it ended (a timeout, breaker recovery, stream reconnect)
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    message: str
+    record: dict[str, Any]
+    cause: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        text = f"[{self.rule}] {self.message}\n    op:    {_show(self.record)}"
+        if self.cause is not None:
+            text += f"\n    cause: {_show(self.cause)}"
+        return text
+
+
+@dataclass
+class Report:
+    operations: int = 0
+    reads: int = 0
+    writes: int = 0
+    invalidations: int = 0
+    uncertain_invalidations: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    stale_reads: int = 0  # reads staler than some certain invalidation, within the bound or not
+    worst_staleness: float = 0.0
+    worst_read: dict[str, Any] | None = None
+    bound: float = BOUND
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        faults = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"
+        lines = [
+            f"operations checked: {self.operations} (reads {self.reads}, writes {self.writes}, "
+            f"invalidations {self.invalidations}, "
+            f"of which uncertain {self.uncertain_invalidations})",
+            f"faults injected: {sum(self.faults.values())} ({faults})",
+            f"violations: {len(self.violations)}",
+            f"worst staleness: {self.worst_staleness * 1000:.1f} ms "
+            f"({self.stale_reads} reads behind a returned invalidation, "
+            f"bound {self.bound * 1000:.0f} ms)",
+        ]
+        by_rule = Counter(v.rule for v in self.violations)
+        if by_rule:
+            lines.append("violations by rule: " + ", ".join(f"{r} {n}" for r, n in by_rule.items()))
+        return "\n".join(lines)
+
+
+def _show(record: dict[str, Any]) -> str:
+    keys = ("op", "process", "actor", "fn", "key", "value", "version", "scope", "kind", "error")
+    parts = [f"{k}={record[k]!r}" for k in keys if k in record]
+    if "start" in record:
+        parts.append(f"start={record['start']:.6f} end={record.get('end', record['start']):.6f}")
+    return " ".join(parts)
+
+
+def covers(scope: dict[str, Any], fn: str, key: str, groups: dict[str, dict[str, Any]]) -> bool:
+    kind = scope["kind"]
+    if kind == "entry":
+        return bool(scope["fn"] == fn and scope["key"] == key)
+    if kind == "function":
+        return bool(scope["fn"] == fn)
+    if kind == "namespace":
+        return bool(groups[fn]["namespace"] == scope["namespace"])
+    if kind == "tag":
+        return scope["tag"] in groups[fn]["tags"]
+    raise ValueError(f"unknown scope {scope!r}")
+
+
+def _overlaps(record: dict[str, Any], windows: list[tuple[float, float]]) -> bool:
+    return any(record["start"] <= hi and record["end"] >= lo for lo, hi in windows)
+
+
+def check(
+    records: list[dict[str, Any]],
+    groups: dict[str, dict[str, Any]],
+    *,
+    bound: float = BOUND,
+    before: float = FAULT_BEFORE,
+    after: float = FAULT_AFTER,
+) -> Report:
+    report = Report(bound=bound)
+    reads = [r for r in records if r["op"] == "read"]
+    writes = [r for r in records if r["op"] == "write"]
+    invs = [r for r in records if r["op"] == "inv"]
+    faults = [r for r in records if r["op"] == "fault"]
+    finals = {r["key"]: r["version"] for r in records if r["op"] == "final"}
+    report.reads, report.writes, report.invalidations = len(reads), len(writes), len(invs)
+    report.operations = len(reads) + len(writes) + len(invs)
+    report.faults.update(f["kind"] for f in faults)
+    violations = report.violations
+
+    for r in reads + invs:
+        if "error" in r:
+            violations.append(Violation("exception", "the caller got an exception", r))
+
+    # Writes: versions 1..n per key, each once; the source ends at n.
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for w in writes:
+        by_key[w["key"]].append(w)
+    for key in sorted(set(by_key) | set(finals)):
+        versions = sorted(w["version"] for w in by_key.get(key, ()))
+        if versions != list(range(1, len(versions) + 1)):
+            dupes = sorted(v for v, n in Counter(versions).items() if n > 1)
+            violations.append(
+                Violation(
+                    "lost-write",
+                    f"key {key!r}: versions written are not 1..{len(versions)} "
+                    f"(repeated: {dupes[:5]}, highest {versions[-1] if versions else None})",
+                    {"op": "write", "key": key},
+                )
+            )
+        if key in finals and finals[key] != len(versions):
+            violations.append(
+                Violation(
+                    "lost-write",
+                    f"key {key!r}: the source ends at version {finals[key]}, "
+                    f"but {len(versions)} writes were made",
+                    {"op": "final", "key": key, "version": finals[key]},
+                )
+            )
+    # Per key: write ends (for the floor an invalidation guarantees) and write starts
+    # (for "no version from the future").
+    ends: dict[str, tuple[list[float], list[int]]] = {}
+    starts: dict[str, tuple[list[float], list[int]]] = {}
+    for key, ws in by_key.items():
+        ends[key] = _prefix_max(sorted((w["end"], w["version"]) for w in ws))
+        starts[key] = _prefix_max(sorted((w["start"], w["version"]) for w in ws))
+
+    windows = [(f["start"] - before, f["end"] + after) for f in faults]
+    certain = []
+    for inv in invs:
+        if "error" in inv or _overlaps(inv, windows):
+            report.uncertain_invalidations += 1
+        else:
+            certain.append(inv)
+
+    # For each (fn, key) read: the certain invalidations covering it, by end time, with
+    # the prefix maximum of the version each guarantees.
+    timelines: dict[tuple[str, str], tuple[list[float], list[int], list[dict[str, Any]]]] = {}
+    for fn, key in {(r["fn"], r["key"]) for r in reads}:
+        entries = []
+        for inv in certain:
+            if covers(inv["scope"], fn, key, groups):
+                floor = _latest(ends.get(key), inv["start"])
+                entries.append((inv["end"], floor, inv))
+        entries.sort(key=lambda e: e[0])
+        times, floors, causes = [], [], []
+        best = 0
+        for end, floor, inv in entries:
+            if floor > best:  # only invalidations that raise the floor matter
+                best = floor
+                times.append(end)
+                floors.append(floor)
+                causes.append(inv)
+        timelines[(fn, key)] = (times, floors, causes)
+
+    for r in reads:
+        if "error" in r:
+            continue
+        value = r.get("value")
+        if (
+            not isinstance(value, dict)
+            or value.get("fn") != r["fn"]
+            or value.get("key") != r["key"]
+        ):
+            violations.append(Violation("foreign", "the value is not this function's and key's", r))
+            continue
+        version = value["v"]
+        if version > _latest(starts.get(r["key"]), r["end"], strict=False):
+            violations.append(
+                Violation("future", f"version {version} was never written before the read ended", r)
+            )
+        times, floors, causes = timelines[(r["fn"], r["key"])]
+        # The first invalidation (by end) that guaranteed more than this read returned.
+        j = bisect.bisect_right(floors, version)
+        if j == len(floors) or times[j] >= r["start"]:
+            continue
+        staleness = r["start"] - times[j]
+        report.stale_reads += 1
+        if staleness > report.worst_staleness:
+            report.worst_staleness = staleness
+            report.worst_read = r
+        if staleness > bound:
+            violations.append(
+                Violation(
+                    "stale",
+                    f"returned version {version} {staleness * 1000:.1f} ms after an "
+                    f"invalidation that guarantees version >= {floors[j]} returned",
+                    r,
+                    causes[j],
+                )
+            )
+    return report
+
+
+def _prefix_max(pairs: list[tuple[float, int]]) -> tuple[list[float], list[int]]:
+    times, best, highest = [], [], 0
+    for t, v in pairs:
+        highest = max(highest, v)
+        times.append(t)
+        best.append(highest)
+    return times, best
+
+
+def _latest(table: tuple[list[float], list[int]] | None, t: float, strict: bool = True) -> int:
+    """The highest version among entries before t (at or before t when not strict)."""
+    if table is None:
+        return 0
+    times, best = table
+    i = (bisect.bisect_left if strict else bisect.bisect_right)(times, t)
+    return best[i - 1] if i else 0
