@@ -74,13 +74,13 @@ def test_one_notice_settles_two_own_writes_that_redis_reported_once():
 
 
 def test_an_own_write_record_expires_when_its_notice_never_comes(monkeypatch):
-    import cachekit.cached as cached_module
+    import cachekit._engine.coherence as coherence_module
     from cachekit.coherence import OWN_WRITE_WAIT
 
     f, state, bkey, digest = _warm("own-deadline")
     state._own_write(bkey, 1)  # its notice is lost
-    now = cached_module.monotonic()
-    monkeypatch.setattr(cached_module, "monotonic", lambda: now + OWN_WRITE_WAIT + 0.1)
+    now = coherence_module.monotonic()
+    monkeypatch.setattr(coherence_module, "monotonic", lambda: now + OWN_WRITE_WAIT + 0.1)
     state.coherence_key_changed(digest)  # another process's write, later
     assert len(state.l1) == 0
 

@@ -28,15 +28,14 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from time import monotonic, time
 
+from cachekit._engine.coherence import CoherenceBook
 from cachekit._engine.miss import (
     _LEADING,
     _NO_HIT,
     _REENTER,
-    _SEEN,
     _UNREACHABLE,
     _WAIT,
     _LeaderGone,
-    _partial,
     _retrieve_outcome,
     _transient,
     get_steps,
@@ -45,7 +44,7 @@ from cachekit._engine.miss import (
     run_sync,
     set_steps,
 )
-from cachekit.coherence import DEGRADED_L1_TTL, OWN_WRITE_WAIT
+from cachekit.coherence import DEGRADED_L1_TTL
 from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
     CAP_ATOMIC_MISS,
@@ -64,7 +63,7 @@ from cachekit.errors import (
     PluginNotFoundError,
     SerializationError,
 )
-from cachekit.keys import DIGEST_HEX_LENGTH, FAST_TYPES, KeyBuilder, _Unbindable, owner_tags
+from cachekit.keys import FAST_TYPES, KeyBuilder, _Unbindable, owner_tags
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
 from cachekit.stats import (
     BYPASSED,
@@ -353,10 +352,6 @@ def _endpoint(obj: Any) -> str:
 # --- per-function state -----------------------------------------------------------------
 
 
-#: Lifetime of a tombstone when the function's entries never expire (seconds).
-_TOMBSTONE_MAX_TTL = 86400.0
-
-
 async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
     """Await ``call`` in a task of its own, for Python 3.10, which has no Task.cancelling.
 
@@ -377,7 +372,7 @@ async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
     return task.result()
 
 
-class CachedState:
+class CachedState(CoherenceBook):
     """All state of one decorated function, shared by its wrapper and attributes."""
 
     def __init__(self, func: Callable[..., Any], options: Options, *, is_async: bool) -> None:
@@ -416,21 +411,7 @@ class CachedState:
         self.inflight_lock = allocate_lock()
         self._last_error_log = -1e9
         self._warned: set[str] = set()
-        # Cross-process coherence (backends with the "invalidation" capability).
-        self.coherence: Any = None
-        self.gen_keys: tuple[str, ...] = ()
-        self.gens_ok = False
-        # Since when the generations read last are no longer known to be current (None:
-        # they are, or none was ever read), and when a failed read may be tried again.
-        self.gens_lost_at: float | None = None
-        self.gens_retry_at = 0.0
-        self._stale_warned: float | None = None
-        self.epoch = 0  # bumped by every invalidation; a miss that saw another epoch skips L1
-        self.resets = 0  # bumped by every reset: a generations read that saw another is old
-        self.index: dict[str, Any] = {}  # digest -> L1 key, to drop one entry on notice
-        # digest -> [writes in flight, deadline of their notice]: see _own_write
-        self.own_writes: dict[str, list[float]] = {}
-        self._coh_lock = allocate_lock()
+        self._init_coherence()
         self.locking = False  # stampede lock across processes (backends with "locking")
         self.guarded = False  # writes guarded against invalidations ("guarded_writes")
         self.atomic = False  # a locked miss in two round trips ("atomic_miss")
@@ -570,145 +551,6 @@ class CachedState:
             self.coherence = coherence
         return True
 
-    def refresh_generations(self) -> bool:
-        """Read the generation counters into the key salt; False when L2 must be skipped.
-
-        A backend read like any other: while the breaker is open it does no I/O. A call
-        whose read fails skips L2 (it paid its one timeout). When the failure was partial
-        (a Cluster node holding a counter is down; the rest answers, and the endpoint's
-        breaker does not count it), no call reads them again for GENERATION_RETRY seconds:
-        those calls use the generations read last, for up to STALE_GENERATIONS_TTL seconds
-        after they stopped being known current, so the function's keys on the other nodes
-        keep L2.
-        """
-        from cachekit.coherence import (
-            GENERATION_READS,
-            GENERATION_RETRY,
-            encode_generations,
-            router_for,
-        )
-
-        now = monotonic()
-        if now < self.gens_retry_at:
-            return self._stale_generations_usable(now)
-        plan = self.plan
-        breaker = plan.breaker if plan is not None else None
-        for _ in range(GENERATION_READS):
-            if breaker is not None and not breaker.allow():
-                return False
-            resets = self.resets  # epoch of the generations: see coherence_reset
-            try:
-                values = self.coherence.generations(self.gen_keys)
-                values = router_for(self.coherence).never_lower(self.gen_keys, values)
-            except Exception as exc:
-                if plan is not None:
-                    self._backend_failed(plan, "generations", exc)
-                if _partial(exc):  # else the breaker counts it and decides on the next try
-                    self.gens_retry_at = monotonic() + GENERATION_RETRY
-                return False
-            if breaker is not None:
-                breaker.success()
-            with self._coh_lock:
-                # A reply can be older than a change whose notice arrived while it was
-                # on its way: trust it only if no reset came in meanwhile; else re-read.
-                if self.resets == resets:
-                    self.builder.salt = encode_generations(values)
-                    self.gens_ok = True
-                    self.gens_lost_at = None
-                    return True
-        return False  # generations kept moving: this miss skips L2
-
-    def _stale_generations_usable(self, now: float) -> bool:
-        """May a miss use the generations read last, which could not be re-read?"""
-        from cachekit.coherence import STALE_GENERATIONS_TTL
-
-        lost = self.gens_lost_at
-        if lost is None or now - lost > STALE_GENERATIONS_TTL:
-            return False
-        if self._stale_warned != lost:  # once per outage
-            self._stale_warned = lost
-            _log().warning(
-                "[E010] the generation counters of %s cannot be read; its misses use the "
-                "generations read last for up to %.0f s after they stopped being current, "
-                "then skip the backend until the counters answer again.",
-                self.name,
-                STALE_GENERATIONS_TTL,
-            )
-        return True
-
-    def l2_ready(self) -> bool:
-        """May this miss use L2? Not while the generations are unknown."""
-        if self.coherence is None or self.gens_ok:
-            return True
-        return self.refresh_generations()
-
-    async def al2_ready(self) -> bool:
-        if self.coherence is None or self.gens_ok:
-            return True
-        import asyncio
-
-        return await asyncio.to_thread(self.refresh_generations)
-
-    def coherence_reset(self) -> None:
-        """Drop this function's L1 and re-read its generations at the next miss."""
-        with self._coh_lock:
-            self.epoch += 1
-            self.resets += 1
-            if self.gens_ok:  # current until now: usable a while if they cannot be re-read
-                self.gens_lost_at = monotonic()
-            self.gens_ok = False
-            self.index.clear()
-            # Notices of writes made before the reset may never come: a record left
-            # here would swallow the next real notice for its key.
-            self.own_writes.clear()
-        if self.l1 is not None:
-            self.l1.clear()
-
-    def coherence_key_changed(self, digest: str) -> None:
-        """Another process wrote or deleted one key of this function."""
-        with self._coh_lock:
-            pending = self.own_writes.pop(digest, None)
-            # One notice settles every write of ours in flight: Redis (BCAST) reports a
-            # key once per server cycle however often it was written. A second notice
-            # then evicts our entry: one more L2 read, never an old value kept.
-            if pending is not None and pending[1] >= monotonic():
-                return
-            self.epoch += 1
-            lkey = self.index.pop(digest, _NO_HIT)
-        if lkey is not _NO_HIT and self.l1 is not None:
-            self.l1.pop(lkey)
-
-    def _expect_own_notice(self, bkey: str) -> bool:
-        """Before a write (sync or async): record it when its notice could evict our L1.
-
-        Only an L1 needs the record (the notice must not evict what we just stored);
-        without one no notice is routed here, so a record would never be cleared.
-        Returns whether one was made, to be undone if the write fails.
-        """
-        if self.coherence is None or self.l1 is None:
-            return False
-        self._own_write(bkey, 1)
-        return True
-
-    def _own_write(self, bkey: str, delta: int) -> None:
-        """Count a write of ours in flight (+1), or one that failed (-1).
-
-        A record expects its notice within OWN_WRITE_WAIT seconds of the latest write;
-        after that (the notice was lost) a notice for the key is another process's.
-        """
-        digest = bkey[-DIGEST_HEX_LENGTH:]
-        with self._coh_lock:
-            pending = self.own_writes.get(digest)
-            if delta > 0:
-                if pending is None:
-                    pending = self.own_writes[digest] = [0.0, 0.0]
-                pending[0] += delta
-                pending[1] = monotonic() + OWN_WRITE_WAIT
-            elif pending is not None:
-                pending[0] += delta
-                if pending[0] <= 0:
-                    del self.own_writes[digest]
-
     def l1_fill(
         self,
         plan: Plan,
@@ -722,21 +564,9 @@ class CachedState:
         l1 = self.l1
         if l1 is None:
             return
-        ttl: float | None = plan.ttl if lifetime is UNSET else lifetime
-        coherence = self.coherence
-        if coherence is not None:
-            if not coherence.healthy or bkey is None:  # no key: no notice can reach it
-                ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
-            with self._coh_lock:
-                if self.epoch != epoch:
-                    return  # invalidated while this miss was running: don't resurrect
-                if bkey is not None:
-                    index = self.index
-                    if len(index) > 2 * l1.max_entries + 64:
-                        live = l1.data
-                        for d in [d for d, k in index.items() if k not in live]:
-                            del index[d]
-                    index[bkey[-DIGEST_HEX_LENGTH:]] = lkey
+        ttl = self.fill_lifetime(bkey, plan.ttl if lifetime is UNSET else lifetime)
+        if not self.fill_allowed(epoch, bkey, lkey):
+            return  # invalidated while this miss was running: don't resurrect
         l1.put(lkey, pair[0], pair[1], ttl)
 
     def _resolve_backend(self, settings: Settings) -> tuple[Any, Any, str]:
@@ -984,11 +814,10 @@ class CachedState:
         """(value, payload, expires) of what an L2 read returned (sync and async).
 
         A miss notes what it found (nothing, a tombstone, an unreadable entry) for
-        the guarded write of the value this caller may compute next (_write_op).
+        the guarded write of the value this caller may compute next (note_seen).
         """
         if blob is MISSING or blob is None:
-            if self.guarded:
-                _SEEN.set((bkey, ""))
+            self.note_seen(bkey, None)
             return MISSING, None, None
         if blob[: len(TOMBSTONE_PREFIX)] == TOMBSTONE_PREFIX:
             outcome = (MISSING, None, None)  # an invalidated entry
@@ -996,45 +825,8 @@ class CachedState:
             outcome = self._decode(plan, blob, bkey)
             if outcome[0] is not MISSING:
                 return outcome
-        if self.guarded:
-            import hashlib
-
-            _SEEN.set((bkey, hashlib.sha1(blob, usedforsecurity=False).hexdigest()))
+        self.note_seen(bkey, blob)
         return outcome
-
-    def _take_seen(self, bkey: str) -> str | None:
-        """What this caller's read of ``bkey`` found, for a guarded write (sync and async).
-
-        Guarded when this caller read the key first: the write lands only while the
-        key still holds what that read found, so it never outlives an invalidation
-        (a tombstone) or another process's newer value written meanwhile.
-        """
-        seen = _SEEN.get() if self.guarded else None
-        if seen is None or seen[0] != bkey:
-            return None
-        _SEEN.set(None)
-        return seen[1]
-
-    def _refused(self, bkey: str) -> None:
-        """A refused guarded write drops the L1 copy it was made for."""
-        self.debug("write refused: the key changed while computing", bkey, (), {})
-        digest = bkey[-DIGEST_HEX_LENGTH:]
-        with self._coh_lock:
-            self.own_writes.pop(digest, None)  # the notice it waits for is not ours
-            self.epoch += 1
-            lkey = self.index.pop(digest, _NO_HIT)
-        if lkey is not _NO_HIT and self.l1 is not None:
-            self.l1.pop(lkey)
-
-    def _remove_op(self, plan: Plan, bkey: str) -> tuple[Any, ...]:
-        """How invalidate_cache(args) removes one entry from the backend (sync and async).
-
-        With guarded writes, a tombstone that lives as long as an entry would: a miss
-        that read the key before it cannot store its value after it.
-        """
-        if not self.guarded:
-            return ("delete", bkey)
-        return ("tombstone", bkey, _TOMBSTONE_MAX_TTL if plan.ttl is None else plan.ttl)
 
     # -- storing -------------------------------------------------------------------
 
@@ -1265,16 +1057,6 @@ class CachedState:
         self._check_sync_maintenance(plan)
         removed = self.l1.clear() if self.l1 is not None else 0
         return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
-
-    def bump_generation(self, key: str) -> None:
-        """Increment one generation counter (failing open) and reset locally."""
-        try:
-            self.coherence.bump(key)
-        except Exception as exc:
-            plan = self.plan
-            if plan is not None:
-                self._backend_failed(plan, "generation bump", exc)
-        self.coherence_reset()
 
     async def aclear(self) -> int:
         if self.coherence is not None:
