@@ -90,6 +90,9 @@ _waiting_since: ContextVar[float | None] = ContextVar("cachekit_pool_wait", defa
 def _async_pool(**kwargs: Any) -> Any:
     """:func:`_pool` for redis.asyncio: a caller that waited while a connection came back
     broken gets a ConnectionError instead of reconnecting to the frozen server."""
+    import asyncio
+    import sys
+
     import redis.asyncio as aredis
     from redis.exceptions import ConnectionError
 
@@ -113,7 +116,11 @@ def _async_pool(**kwargs: Any) -> Any:
             await super().ensure_connection(connection)
 
         async def release(self, connection: Any) -> None:
-            if not connection.is_connected:  # disconnected after an error
+            # Disconnected after an error; not after a cancellation (redis-py 8 drops a
+            # cancelled request's connection too): the caller gave up, the server is fine.
+            if not connection.is_connected and not isinstance(
+                sys.exc_info()[1], asyncio.CancelledError
+            ):
                 self.broken_at = monotonic()
             await super().release(connection)
 
