@@ -73,6 +73,8 @@ class Report:
     stale_reads: int = 0  # reads staler than some certain invalidation, within the bound or not
     worst_staleness: float = 0.0
     worst_read: dict[str, Any] | None = None
+    # The same, counting only invalidations made by the reading process itself.
+    worst_own_staleness: float = 0.0
     bound: float = BOUND
     violations: list[Violation] = field(default_factory=list)
 
@@ -90,7 +92,8 @@ class Report:
             f"violations: {len(self.violations)}",
             f"worst staleness: {self.worst_staleness * 1000:.1f} ms "
             f"({self.stale_reads} reads behind a returned invalidation, "
-            f"bound {self.bound * 1000:.0f} ms)",
+            f"bound {self.bound * 1000:.0f} ms); after the reader's own process's "
+            f"invalidations: {self.worst_own_staleness * 1000:.1f} ms",
         ]
         by_rule = Counter(v.rule for v in self.violations)
         if by_rule:
@@ -188,24 +191,24 @@ def check(
             certain.append(inv)
 
     # For each (fn, key) read: the certain invalidations covering it, by end time, with
-    # the prefix maximum of the version each guarantees.
-    timelines: dict[tuple[str, str], tuple[list[float], list[int], list[dict[str, Any]]]] = {}
+    # the prefix maximum of the version each guarantees; and the same for those made by
+    # each process (the reader's own invalidations, a figure of its own).
+    timelines: dict[tuple[str, str], _Timeline] = {}
+    own: dict[tuple[str, str, Any], _Timeline] = {}
     for fn, key in {(r["fn"], r["key"]) for r in reads}:
-        entries = []
-        for inv in certain:
-            if covers(inv["scope"], fn, key, groups):
-                floor = _latest(ends.get(key), inv["start"])
-                entries.append((inv["end"], floor, inv))
-        entries.sort(key=lambda e: e[0])
-        times, floors, causes = [], [], []
-        best = 0
-        for end, floor, inv in entries:
-            if floor > best:  # only invalidations that raise the floor matter
-                best = floor
-                times.append(end)
-                floors.append(floor)
-                causes.append(inv)
-        timelines[(fn, key)] = (times, floors, causes)
+        entries = sorted(
+            (
+                (inv["end"], _latest(ends.get(key), inv["start"]), inv)
+                for inv in certain
+                if covers(inv["scope"], fn, key, groups)
+            ),
+            key=lambda e: e[0],
+        )
+        timelines[(fn, key)] = _timeline(entries)
+        for process in {inv.get("process") for _, _, inv in entries}:
+            own[(fn, key, process)] = _timeline(
+                [e for e in entries if e[2].get("process") == process]
+            )
 
     for r in reads:
         if "error" in r:
@@ -223,12 +226,15 @@ def check(
             violations.append(
                 Violation("future", f"version {version} was never written before the read ended", r)
             )
-        times, floors, causes = timelines[(r["fn"], r["key"])]
-        # The first invalidation (by end) that guaranteed more than this read returned.
-        j = bisect.bisect_right(floors, version)
-        if j == len(floors) or times[j] >= r["start"]:
+        mine = own.get((r["fn"], r["key"], r.get("process")))
+        if mine is not None:
+            found = _behind(mine, version, r["start"])
+            if found is not None:
+                report.worst_own_staleness = max(report.worst_own_staleness, found[0])
+        found = _behind(timelines[(r["fn"], r["key"])], version, r["start"])
+        if found is None:
             continue
-        staleness = r["start"] - times[j]
+        staleness, floor, cause = found
         report.stale_reads += 1
         if staleness > report.worst_staleness:
             report.worst_staleness = staleness
@@ -238,12 +244,40 @@ def check(
                 Violation(
                     "stale",
                     f"returned version {version} {staleness * 1000:.1f} ms after an "
-                    f"invalidation that guarantees version >= {floors[j]} returned",
+                    f"invalidation that guarantees version >= {floor} returned",
                     r,
-                    causes[j],
+                    cause,
                 )
             )
     return report
+
+
+_Timeline = tuple[list[float], list[int], list[dict[str, Any]]]
+
+
+def _timeline(entries: list[tuple[float, int, dict[str, Any]]]) -> _Timeline:
+    """(end times, floors, invalidations) of the invalidations that raise the floor."""
+    times: list[float] = []
+    floors: list[int] = []
+    causes: list[dict[str, Any]] = []
+    for end, floor, inv in entries:
+        if floor > (floors[-1] if floors else 0):
+            times.append(end)
+            floors.append(floor)
+            causes.append(inv)
+    return times, floors, causes
+
+
+def _behind(
+    timeline: _Timeline, version: int, start: float
+) -> tuple[float, int, dict[str, Any]] | None:
+    """(staleness, floor, invalidation) of the first invalidation that returned before
+    ``start`` guaranteeing more than ``version``; None when there is none."""
+    times, floors, causes = timeline
+    j = bisect.bisect_right(floors, version)
+    if j == len(floors) or times[j] >= start:
+        return None
+    return start - times[j], floors[j], causes[j]
 
 
 def _prefix_max(pairs: list[tuple[float, int]]) -> tuple[list[float], list[int]]:

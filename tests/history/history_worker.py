@@ -49,8 +49,14 @@ def source_version(key: str) -> int:
     return int(value) if value is not None else 0
 
 
+WORKER = {"index": -1}
+
+
 def _value(fn: str, key: str) -> dict[str, Any]:
-    return {"fn": fn, "key": key, "v": source_version(key)}
+    """What every function returns: whose and which value, and (for diagnosis) which
+    process computed it and when it read the source."""
+    at = time.monotonic()
+    return {"fn": fn, "key": key, "v": source_version(key), "by": WORKER["index"], "at": at}
 
 
 # The functions under test: sync and async, with and without L1, in two namespaces,
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keys = [f"k{i}" for i in range(args.keys)]
     rec = Recorder(args.index)
+    WORKER["index"] = args.index
     seed = args.seed * 100 + args.index
     # Warm up: the first call of each function builds its plan and starts the stream.
     for fn in SYNC.values():

@@ -210,3 +210,17 @@ def test_the_summary_gives_operations_faults_violations_and_staleness() -> None:
     assert "violations: 1" in text
     assert "violations by rule: stale 1" in text
     assert "worst staleness: 496.0 ms" in text
+
+
+def test_staleness_after_the_readers_own_invalidation_is_a_figure_of_its_own() -> None:
+    # The invalidation is made by process 0; a read by process 1 is behind it, and one
+    # by process 0 itself.
+    other = read("f", "k", 1, 10.014)
+    report = check([*PROTOCOL, inv(ENTRY, 10.002), other], GROUPS)
+    assert report.ok and report.worst_own_staleness == 0.0
+    assert report.worst_staleness == pytest.approx(0.010)
+    mine = read("f", "k", 1, 10.009, process=0)
+    report = check([*PROTOCOL, inv(ENTRY, 10.002), other, mine], GROUPS)
+    assert report.ok
+    assert report.worst_own_staleness == pytest.approx(0.005)
+    assert "after the reader's own process's invalidations: 5.0 ms" in report.summary()
