@@ -2,10 +2,11 @@
 
 Time: ``python -c pass`` and ``python -c "import cachekit"`` run as child processes,
 interleaved (pass, import, import, pass, ...), and the target is the difference of
-their medians. Both sides start from bytecode: cachekit's sources are compiled with
-compileall first and the children run without PYTHONDONTWRITEBYTECODE (which would
-otherwise make every cachekit import compile from source while the standard library
-loads its .pyc files).
+their minimums (the runs a busy machine disturbed least; the difference of medians and
+the median of paired differences are printed alongside). Both sides start from
+bytecode: cachekit's sources are compiled with compileall first and the children run
+without PYTHONDONTWRITEBYTECODE (which would otherwise make every cachekit import
+compile from source while the standard library loads its .pyc files).
 
 Modules: a child imports cachekit, then decorates and calls functions, and reports
 which watched packages are in ``sys.modules`` at each step. The heavy optional
@@ -168,13 +169,15 @@ def run(quick: bool) -> Section:
     sec.figure('python -c "import cachekit"', min(ck_cpu), median(ck_cpu), "ms CPU")
     added = median(ck_wall) - median(bare_wall)
     paired = median([b - a for a, b in zip(bare_wall, ck_wall, strict=True)])
+    # The target is best against best: waiting for a CPU only ever adds time, so the
+    # fastest runs are the ones a busy machine disturbed least (medians alongside).
     sec.line(
         "delta",
-        "import cachekit adds, wall (median - median)",
-        added,
+        "import cachekit adds, wall (min - min)",
+        min(ck_wall) - min(bare_wall),
         unit="ms",
         limit=ADDED_MS_TARGET,
-        note=f"paired {paired:.1f} ms, min - min {min(ck_wall) - min(bare_wall):.1f} ms",
+        note=f"median - median {added:.1f} ms, paired median {paired:.1f} ms",
     )
     sec.line(
         "delta",

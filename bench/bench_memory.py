@@ -79,6 +79,8 @@ def where(snapshot: tracemalloc.Snapshot, top: int = 4) -> str:
     """The lines that hold the most of it, in bytes per entry."""
     out = []
     for stat in snapshot.statistics("lineno")[:top]:
+        if stat.size < ENTRIES:  # under a byte per entry: not the entries' cost
+            break
         frame = stat.traceback[0]
         out.append(f"{Path(frame.filename).name}:{frame.lineno} {stat.size / ENTRIES:.0f} B")
     return ", ".join(out)

@@ -305,7 +305,10 @@ class Report:
             wall,
             unit="us",
             limit=limit,
-            note=f"paired median; client CPU {cpu:+.1f} us",
+            note=(
+                f"paired median; minimums {(min(a.wall) - min(b.wall)) / 1000:+.1f} us; "
+                f"client CPU {cpu:+.1f} us"
+            ),
         )
 
 
