@@ -14,7 +14,7 @@ import msgpack
 import pytest
 
 from cachekit import l1
-from cachekit.l1 import IMMUTABLE_TYPES, L1Cache, budget, entry_size
+from cachekit.l1 import IMMUTABLE_TYPES, L1Cache, budget, charged, entry_size
 
 
 class FakeClock:
@@ -58,7 +58,7 @@ def put_sized(cache: L1Cache, key, size: int, ttl: float | None = None) -> None:
 
 
 def accounted(cache: L1Cache) -> int:
-    return sum(entry[3] for entry in list(cache.data.values()))
+    return sum(charged(entry) for entry in list(cache.data.values()))
 
 
 def packed(value) -> bytes:
@@ -401,3 +401,46 @@ def test_a_forked_child_starts_with_an_empty_l1():
     # The parent keeps its entry.
     assert cache.get("k") == {"v": 1}
     assert cache.nbytes == parent_nbytes
+
+
+# --- memory per entry -----------------------------------------------------------------------
+
+
+def test_an_entry_costs_its_table_slot_expiry_and_a_three_item_record(small_budget):
+    """What L1 adds per entry beyond a plain OrderedDict slot: the (expires, loads, value)
+    record and the expiry float. No size object: it is worked out again from the value
+    (issue 12: at most 200 B per small entry, measured by ``make bench``, section memory)."""
+    import tracemalloc
+    from collections import OrderedDict
+
+    n = 5_000
+    keys = [(10**6 + i, int) for i in range(n)]
+    # Values whose charged size is no small int (> 256), so a stored size would cost one.
+    values = [f"v{i}" * 60 for i in range(n)]
+    assert all(entry_size(v) > 256 for v in values)
+
+    def traced(fill) -> float:
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            kept = fill()
+            return (tracemalloc.get_traced_memory()[0] - start) / n
+        finally:
+            tracemalloc.stop()
+            del kept
+
+    def bare() -> OrderedDict:
+        table: OrderedDict = OrderedDict()
+        for k, v in zip(keys, values, strict=True):
+            table[k] = v
+        return table
+
+    def cached() -> L1Cache:
+        cache = L1Cache(max_entries=2 * n)
+        for k, v in zip(keys, values, strict=True):
+            cache.put(k, v, None, 300.0)
+        return cache
+
+    record = sys.getsizeof((1.0, None, "v")) + sys.getsizeof(1.0)  # 64 + 24 on CPython
+    added = traced(cached) - traced(bare)
+    assert added <= record + 8, f"{added:.1f} B per entry over the table slot"

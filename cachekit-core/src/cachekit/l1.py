@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
     from typing import Any
 
-__all__ = ["IMMUTABLE_TYPES", "L1Budget", "L1Cache", "budget", "entry_size", "max_bytes_from_env"]
+__all__ = [
+    "IMMUTABLE_TYPES",
+    "L1Budget",
+    "L1Cache",
+    "budget",
+    "charged",
+    "entry_size",
+    "max_bytes_from_env",
+]
 
 #: Values of these exact types are kept as objects, not bytes: nobody can mutate them.
 IMMUTABLE_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -43,10 +51,19 @@ IMMUTABLE_TYPES = frozenset({int, float, str, bytes, bool, type(None), complex})
 # tiny entries still count against the byte budget.
 _ENTRY_OVERHEAD = 120
 
-# An entry: (expires_at, loads_or_None, value, size). ``loads`` is None when the
-# value is an immutable object returned as is.
+# An entry: (expires_at, loads_or_None, value). ``loads`` is None when the value is an
+# immutable object returned as is. The hit path reads only these three. The bytes
+# charged to the budget are entry_size(value), worked out again when the entry leaves
+# (a size object would cost every entry 8-36 B): only a value whose size could change,
+# or one stored with an explicit size, carries it as a fourth item.
 if TYPE_CHECKING:
-    Entry = tuple[float, Callable[[bytes], Any] | None, Any, int]
+    Entry = (
+        tuple[float, Callable[[bytes], Any] | None, Any]
+        | tuple[float, Callable[[bytes], Any] | None, Any, int]
+    )
+
+#: Values whose entry_size never changes: their entries need not record it.
+_FIXED_SIZE = IMMUTABLE_TYPES | {bytes}
 
 
 def entry_size(value: Any) -> int:
@@ -54,6 +71,13 @@ def entry_size(value: Any) -> int:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return len(value) + _ENTRY_OVERHEAD
     return sys.getsizeof(value) + _ENTRY_OVERHEAD
+
+
+def charged(entry: Entry) -> int:
+    """Bytes an entry of :attr:`L1Cache.data` is charged to the budget."""
+    if len(entry) == 4:
+        return entry[3]
+    return entry_size(entry[2])
 
 
 class L1Budget:
@@ -178,6 +202,7 @@ class L1Cache:
         size: int | None = None,
     ) -> None:
         """Store ``value`` (serialized bytes with their ``loads``, or an immutable object)."""
+        fixed = size is None and type(value) in _FIXED_SIZE
         if size is None:
             size = entry_size(value)
         expires = monotonic() + ttl if ttl is not None else float("inf")
@@ -186,16 +211,18 @@ class L1Cache:
             return  # larger than the whole cache: not worth evicting everything
         freed = 0
         data = self.data
+        entry: Entry = (expires, loads, value) if fixed else (expires, loads, value, size)
         with self._lock:
             old = data.pop(key, None)
             if old is not None:
-                freed += old[3]
-            data[key] = (expires, loads, value, size)
+                freed += charged(old)
+            data[key] = entry
             self.nbytes += size - freed
             while len(data) > self.max_entries or (limit is not None and self.nbytes > limit):
                 _, evicted = data.popitem(last=False)
-                self.nbytes -= evicted[3]
-                freed += evicted[3]
+                evicted_size = charged(evicted)
+                self.nbytes -= evicted_size
+                freed += evicted_size
         excess = budget.add(size - freed)
         if excess > 0:
             excess -= self.evict_bytes(excess, keep=key)
@@ -216,7 +243,7 @@ class L1Cache:
                     if len(data) == 1:
                         break
                     continue
-                freed += entry[3]
+                freed += charged(entry)
             self.nbytes -= freed
         if freed:
             budget.add(-freed)
@@ -227,8 +254,9 @@ class L1Cache:
             entry = self.data.pop(key, None)
             if entry is None:
                 return False
-            self.nbytes -= entry[3]
-        budget.add(-entry[3])
+            size = charged(entry)
+            self.nbytes -= size
+        budget.add(-size)
         return True
 
     def clear(self) -> int:
