@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from round_trips import sends
 
 from cachekit.constants import CAP_ATOMIC_MISS, TOMBSTONE_PREFIX
 from cachekit.errors import BackendError
@@ -20,35 +19,6 @@ from cachekit_redis import AsyncRedisBackend, RedisBackend
 
 def lock_of(key: str) -> str:
     return "cachekit-lock:{" + key + "}"
-
-
-@contextmanager
-def counted_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
-    """Every command, pipeline or script the redis-py connections send (sync and asyncio)."""
-    import redis.asyncio.connection as aconn
-    import redis.connection as conn
-
-    sent: list[bytes] = []
-
-    def first(command: Any) -> bytes:
-        packed = command if isinstance(command, (bytes, str)) else b"".join(command)
-        return packed.encode() if isinstance(packed, str) else bytes(packed)
-
-    sync_send = conn.AbstractConnection.send_packed_command
-    async_send = aconn.AbstractConnection.send_packed_command
-
-    def send(self: Any, command: Any, check_health: bool = True) -> None:
-        sent.append(first(command))
-        sync_send(self, command, check_health)
-
-    async def asend(self: Any, command: Any, check_health: bool = True) -> None:
-        sent.append(first(command))
-        await async_send(self, command, check_health)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(conn.AbstractConnection, "send_packed_command", send)
-        patch.setattr(aconn.AbstractConnection, "send_packed_command", asend)
-        yield sent
 
 
 def test_the_redis_backends_declare_the_atomic_miss(redis_url):
@@ -62,7 +32,7 @@ def test_a_locked_miss_is_two_round_trips(redis_url, monkeypatch):
     try:
         backend.get_or_lock(key + "w", lock_of(key + "w"), "t", 5000)  # connect, load scripts
         backend.set_and_unlock(key + "w", b"warm", 10, lock_of(key + "w"), "t", None)
-        with counted_sends(monkeypatch) as sent:
+        with sends(monkeypatch) as sent:
             assert backend.get_or_lock(key, lock_of(key), "token", 5000) == (None, True)
             assert backend.set_and_unlock(key, b"value", 10, lock_of(key), "token", "")
         assert len(sent) == 2, sent
@@ -80,7 +50,7 @@ def test_an_async_locked_miss_is_two_round_trips(redis_url, monkeypatch):
         try:
             await backend.get_or_lock(key + "w", lock_of(key + "w"), "t", 5000)
             await backend.set_and_unlock(key + "w", b"warm", 10, lock_of(key + "w"), "t", None)
-            with counted_sends(monkeypatch) as sent:
+            with sends(monkeypatch) as sent:
                 assert await backend.get_or_lock(key, lock_of(key), "token", 5000) == (None, True)
                 assert await backend.set_and_unlock(key, b"value", 10, lock_of(key), "token", "")
             assert await backend.get(key) == b"value"
@@ -100,7 +70,7 @@ def test_scripts_forgotten_by_the_server_are_sent_again_once(redis_url, raw, mon
     async def run(backend: Any) -> list[list[bytes]]:
         rounds = []
         for _ in range(2):
-            with counted_sends(monkeypatch) as sent:
+            with sends(monkeypatch) as sent:
                 got = backend.get_or_lock(key, lock_of(key), "token", 5000)
                 got = await got if flavor == "async" else got
                 assert got[1] is True

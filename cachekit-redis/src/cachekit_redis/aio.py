@@ -5,6 +5,9 @@ cachekit backend lives as long as the process (one per URL). So the backend keep
 one client per running event loop, created on first use in that loop, and closes
 it when the loop shuts down (or, for a loop closed without shutting down its async
 generators, at the backend's next use).
+
+Like backend.py, a thin shell: the operations are built once in
+:mod:`cachekit_redis.ops`; this module awaits them.
 """
 
 from __future__ import annotations
@@ -17,29 +20,14 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import MISSING, Missing
+from cachekit.constants import Missing
 from cachekit.errors import BackendError
 from cachekit_redis import ops
-from cachekit_redis.backend import (
-    RELEASE_SCRIPT,
-    RedisEndpoint,
-    _delete,
-    _get,
-    _guarded_set,
-    _lock,
-    _pttl,
-    _set,
-    _tombstone,
-    glob_escape,
-    set_command,
-    ttl_ms,
-)
 from cachekit_redis.clients import build_async_client
-from cachekit_redis.coherence import finish_health
-from cachekit_redis.errors import translate
+from cachekit_redis.endpoint import SCAN_BATCH, RedisEndpoint
 from cachekit_redis.failover import retire_async_client
-from cachekit_redis.nodes import FAILED, Batch, NodeBreakers
-from cachekit_redis.ops import Op, acall
+from cachekit_redis.nodes import Batch, NodeBreakers
+from cachekit_redis.ops import Many, Op, acall
 
 __all__ = ["AsyncRedisBackend"]
 
@@ -96,10 +84,6 @@ async def _aclose_client(client: Any) -> None:
             await client.aclose()
         else:
             await client.aclose(close_connection_pool=True)
-
-
-def _unlock(client: Any, key: str, token: str) -> Any:
-    return client.register_script(RELEASE_SCRIPT)(keys=[key], args=[token])
 
 
 class AsyncRedisBackend(RedisEndpoint):
@@ -190,264 +174,137 @@ class AsyncRedisBackend(RedisEndpoint):
         retire_async_client(stale, 2 * self.settings.socket_timeout + 1.0)
         return client
 
-    # -- Cluster: a breaker per node ---------------------------------------------------
+    # -- sending -------------------------------------------------------------------------
 
     async def _connected(self, op: str) -> Any:
+        """The running loop's client, ready (a Cluster's slot map read)."""
         try:
             return await self._ready()
         except Exception as exc:  # no node answered: cluster-wide
-            raise translate(exc, self.endpoint, op) from exc
-
-    async def _on_node(
-        self, nodes: NodeBreakers, key: str, op: str, command: Any, *args: Any
-    ) -> Any:
-        """``await command(client, *args)`` through the breaker of ``key``'s node."""
-        return await nodes.acall(await self._connected(op), key, op, command, *args)
-
-    async def _batch(self, nodes: NodeBreakers, keys: list[str], commands: Any, op: str) -> Batch:
-        """Commands grouped by node, the nodes asked concurrently; isolated ones skipped."""
-        client = await self._connected(op)
-        try:
-            return await nodes.arun(client, keys, commands, op)
-        except BackendError:
-            raise
-        except Exception as exc:  # not a node's verdict
-            raise translate(exc, self.endpoint, op) from exc
+            raise self._failed(exc, op) from exc
 
     async def _run(self, op: Op) -> Any:
         """Send ``op`` (through its node's breaker on a Cluster) and map its reply."""
+        client = await self._connected(op.name)
         nodes = self._nodes
         if nodes is not None:
-            client = await self._connected(op.name)
             return op.reply(await nodes.acall(client, op.key, op.name, acall, op))
         try:
-            client = await self._ready()
             return op.reply(await acall(client, op))
         except Exception as exc:
-            raise translate(exc, self.endpoint, op.name) from exc
+            raise self._failed(exc, op.name) from exc
 
-    # -- the AsyncBackend protocol -------------------------------------------------------
+    async def _run_many(self, many: Many) -> Any:
+        """Send ``many`` in one round trip per server (the nodes of a Cluster asked
+        concurrently, isolated ones skipped)."""
+        if not many.keys:
+            return many.reply([])
+        client = await self._connected(many.name)
+        nodes = self._nodes
+        if nodes is not None:
+            return self._finish(nodes, many, await self._batch(nodes, client, many))
+        try:
+            pipe = client.pipeline(transaction=False)
+            for args in many.commands:
+                pipe.execute_command(*args)
+            return many.reply(await pipe.execute())
+        except Exception as exc:
+            raise self._failed(exc, many.name) from exc
+
+    async def _batch(self, nodes: NodeBreakers, client: Any, many: Many) -> Batch:
+        try:
+            return await nodes.arun(client, many.keys, many.commands, many.name)
+        except BackendError:
+            raise
+        except Exception as exc:  # not a node's verdict
+            raise self._failed(exc, many.name) from exc
+
+    # -- the AsyncBackend protocol (see RedisBackend) ------------------------------------
 
     async def get(self, key: str) -> bytes | Missing:
-        nodes = self._nodes
-        if nodes is not None:
-            value = await self._on_node(nodes, key, "GET", _get, key)
-            return MISSING if value is None else value
-        try:
-            client = await self._ready()
-            value = await client.execute_command("GET", key)
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "GET") from exc
-        return MISSING if value is None else value
+        value: bytes | Missing = await self._run(ops.get(key))
+        return value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        nodes = self._nodes
-        if nodes is not None:
-            await self._on_node(nodes, key, "SET", _set, key, value, ttl)
-            return
-        try:
-            client = await self._ready()
-            await client.execute_command(*set_command(key, value, ttl))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "SET") from exc
+        await self._run(ops.set(key, value, ttl))
 
     async def delete(self, key: str) -> bool:
-        nodes = self._nodes
-        if nodes is not None:
-            return bool(await self._on_node(nodes, key, "DEL", _delete, key))
-        try:
-            client = await self._ready()
-            return bool(await client.delete(key))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "DEL") from exc
+        return bool(await self._run(ops.delete(key)))
 
     async def set_guarded(self, key: str, value: bytes, ttl: float | None, seen: str) -> bool:
-        """RedisBackend.set_guarded for redis.asyncio."""
-        nodes = self._nodes
-        op = "EVALSHA (guarded SET)"
-        if nodes is not None:
-            return bool(await self._on_node(nodes, key, op, _guarded_set, key, value, ttl, seen))
-        try:
-            client = await self._ready()
-            return bool(await _guarded_set(client, key, value, ttl, seen))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, op) from exc
+        return bool(await self._run(ops.set_guarded(key, value, ttl, seen)))
 
     async def tombstone(self, key: str, ttl: float | None) -> bool:
-        """RedisBackend.tombstone for redis.asyncio."""
-        nodes = self._nodes
-        op = "EVALSHA (tombstone)"
-        if nodes is not None:
-            return bool(await self._on_node(nodes, key, op, _tombstone, key, ttl))
-        try:
-            client = await self._ready()
-            return bool(await _tombstone(client, key, ttl))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, op) from exc
+        return bool(await self._run(ops.tombstone(key, ttl)))
 
     async def get_or_lock(
         self, key: str, lock_key: str, token: str, lease_ms: int
     ) -> tuple[bytes | None, bool]:
-        """RedisBackend.get_or_lock for redis.asyncio (one round trip)."""
         client = await self._connected("EVALSHA (get_or_lock)")
-        op = self._get_or_lock_op(client, key, lock_key, token, lease_ms)
-        result: tuple[bytes | None, bool] = await self._run(op)
+        result: tuple[bytes | None, bool] = await self._run(
+            self._get_or_lock_op(client, key, lock_key, token, lease_ms)
+        )
         return result
 
     async def set_and_unlock(
-        self,
-        key: str,
-        value: bytes,
-        ttl: float | None,
-        lock_key: str,
-        token: str,
-        seen: str | None,
+        self, key: str, value: bytes, ttl: float | None, lock_key: str, token: str, seen: str | None
     ) -> bool:
-        """RedisBackend.set_and_unlock for redis.asyncio (one round trip)."""
         op = ops.set_and_unlock(key, value, ttl, lock_key, token, seen, self._cluster)
         return bool(await self._run(op))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | Missing]:
-        keys = list(keys)
-        if not keys:
-            return []
-        nodes = self._nodes
-        if nodes is not None:
-            # Keys of an isolated or failing node read as misses, unless no node answered.
-            batch = await self._batch(nodes, keys, [("GET", key) for key in keys], "MGET")
-            if batch.errors and not batch.ok:
-                raise nodes.combine(batch.errors, "MGET")
-            return [MISSING if v is None or v is FAILED else v for v in batch.values]
-        try:
-            client = await self._ready()
-            if self.target.kind == "cluster":
-                values = await client.mget_nonatomic(keys)
-            else:
-                values = await client.mget(keys)
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "MGET") from exc
-        return [MISSING if v is None else v for v in values]
+        values: list[bytes | Missing] = await self._run_many(ops.get_many(keys))
+        return values
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
-        if not items:
-            return
-        px = ttl_ms(ttl)
-        nodes = self._nodes
-        if nodes is not None:
-            # Every node that can be reached is written; then any failure is raised.
-            extra = () if px is None else ("PX", px)
-            commands = [("SET", key, value, *extra) for key, value in items.items()]
-            batch = await self._batch(nodes, list(items), commands, "SET (pipeline)")
-            if batch.errors:
-                raise nodes.combine(batch.errors, "SET (pipeline)")
-            return
-        try:
-            client = await self._ready()
-            pipe = client.pipeline(transaction=False)
-            for key, value in items.items():
-                pipe.set(key, value, px=px)
-            await pipe.execute()
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "SET (pipeline)") from exc
+        await self._run_many(ops.set_many(items, ttl))
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
-        if not keys:
-            return 0
-        nodes = self._nodes
-        if nodes is not None:
-            # A delete that did not happen must not pass unnoticed: any failure raises.
-            batch = await self._batch(nodes, keys, [("DEL", key) for key in keys], "DEL")
-            if batch.errors:
-                raise nodes.combine(batch.errors, "DEL")
-            return sum(int(v) for v in batch.values)
-        try:
-            client = await self._ready()
-            return int(await client.delete(*keys))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "DEL") from exc
+        return int(await self._run_many(ops.delete_many(list(keys))))
 
     async def clear(self, prefix: str = "") -> int:
-        pattern = glob_escape(prefix) + "*"
         removed = 0
         try:
             client = await self._ready()
             batch: list[Any] = []
-            if self.target.kind == "cluster":
-                keys = client.scan_iter(match=pattern, count=1000, target_nodes=client.PRIMARIES)
-            else:
-                keys = client.scan_iter(match=pattern, count=1000)
-            async for key in keys:
+            async for key in client.scan_iter(**self._scan_options(client, prefix)):
                 batch.append(key)
-                if len(batch) >= 500:
+                if len(batch) >= SCAN_BATCH:
                     removed += int(await client.unlink(*batch))
                     batch.clear()
             if batch:
                 removed += int(await client.unlink(*batch))
         except Exception as exc:
-            raise translate(exc, self.endpoint, "SCAN/UNLINK") from exc
+            raise self._failed(exc, "SCAN/UNLINK") from exc
         return removed
 
     async def ttl(self, key: str) -> float | Missing | None:
-        nodes = self._nodes
-        if nodes is not None:
-            ms = await self._on_node(nodes, key, "PTTL", _pttl, key)
-        else:
-            try:
-                client = await self._ready()
-                ms = await client.pttl(key)
-            except Exception as exc:
-                raise translate(exc, self.endpoint, "PTTL") from exc
-        if ms == -2:
-            return MISSING
-        if ms == -1:
-            return None
-        return float(ms) / 1000.0
+        left: float | Missing | None = await self._run(ops.ttl(key))
+        return left
 
     async def acquire_lock(self, key: str, token: str, lease: float) -> bool:
-        nodes = self._nodes
-        if nodes is not None:
-            lock = (_lock, key, token, lease, nodes)
-            return bool(await self._on_node(nodes, key, "SET NX (lock)", *lock))
-        try:
-            client = await self._ready()
-            return bool(await _lock(client, key, token, lease, self._watch))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "SET NX (lock)") from exc
+        client = await self._connected("SET NX (lock)")
+        return bool(await self._run(self._lock_op(client, key, token, lease)))
 
     async def release_lock(self, key: str, token: str) -> bool:
-        nodes = self._nodes
-        if nodes is not None:
-            return bool(await self._on_node(nodes, key, "EVALSHA (unlock)", _unlock, key, token))
-        try:
-            client = await self._ready()
-            return bool(await _unlock(client, key, token))
-        except Exception as exc:
-            raise translate(exc, self.endpoint, "EVALSHA (unlock)") from exc
+        return bool(await self._run(ops.release_lock(key, token)))
 
     async def ping(self) -> bool:
         try:
             client = await self._ready()
             return bool(await client.ping())
         except Exception as exc:
-            raise translate(exc, self.endpoint, "PING") from exc
+            raise self._failed(exc, "PING") from exc
 
     async def health(self) -> dict[str, Any]:
+        report = self._health_report()
         start = monotonic()
-        report: dict[str, Any] = {
-            "backend": "redis",
-            "endpoint": self.endpoint,
-            "topology": self.target.kind,
-        }
         try:
             client = await self._ready()
             await client.ping()
-            report["latency_ms"] = round((monotonic() - start) * 1000, 3)
-            report["healthy"] = True
         except Exception as exc:
-            report["healthy"] = False
-            report["error"] = str(translate(exc, self.endpoint, "PING"))
-        return finish_health(report, self._nodes, self.url, self.settings)
+            return self._health_done(report, 0.0, exc)
+        return self._health_done(report, monotonic() - start, None)
 
     async def close(self) -> None:
         """Close the running loop's connections, and those of loops that have ended.

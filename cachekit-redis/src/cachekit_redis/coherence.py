@@ -27,7 +27,7 @@ from typing import Any
 
 from cachekit_redis.clients import build_sync_client, close_client, raw_connection
 from cachekit_redis.errors import translate
-from cachekit_redis.failover import SwitchSubscription, watch_for
+from cachekit_redis.failover import SwitchSubscription, command_failed, watch_for
 from cachekit_redis.nodes import NodeBreakers, node_breaker_config
 from cachekit_redis.resp import ReplyError, RespReader
 from cachekit_redis.settings import RedisSettings
@@ -189,7 +189,7 @@ class RedisCoherence:
         except BackendError:
             raise  # a node's verdict, already translated
         except Exception as exc:
-            raise translate(exc, self.endpoint, "MGET generations") from exc
+            raise command_failed(exc, self.endpoint, "MGET generations") from exc
         return [int(v) for v in found if v is not None]
 
     def _expect_created(self, key: bytes, delta: int) -> None:
@@ -232,7 +232,7 @@ class RedisCoherence:
         except BackendError:
             raise  # a node's verdict, already translated
         except Exception as exc:
-            raise translate(exc, self.endpoint, "INCR generation") from exc
+            raise command_failed(exc, self.endpoint, "INCR generation") from exc
 
     def _incr(self, client: Any, key: str) -> Any:
         if self._bump is None:
@@ -249,7 +249,7 @@ class RedisCoherence:
         except BackendError:
             raise  # a node's verdict, already translated
         except Exception as exc:
-            raise translate(exc, self.endpoint, "raise generation") from exc
+            raise command_failed(exc, self.endpoint, "raise generation") from exc
 
     def _raise_counter(self, client: Any, key: str, value: int) -> Any:
         if self._raise is None:

@@ -4,15 +4,27 @@ Connection problems and timeouts become :class:`BackendUnavailableError` (a
 ``ConnectionError``): transient, they count towards the circuit breaker. Anything
 else the server answers with (``OOM command not allowed``, ``READONLY``, a reply the
 client cannot parse) becomes :class:`BackendError`: counted and logged, the call
-fails open, but the breaker stays closed - the server is up. ``READONLY`` from a
-Sentinel master also resets every pool of that service (cachekit_redis.failover).
+fails open, but the breaker stays closed - the server is up.
+
+Translation has no side effects: it returns the error. What a failure means for the
+process is recorded by the caller: a node's breaker (cachekit_redis.nodes), and
+``READONLY`` from a Sentinel master (:func:`master_demoted`), which resets every pool
+of that service (``failover.failed``).
 """
 
 from __future__ import annotations
 
 from cachekit.errors import BackendError, BackendUnavailableError
 
-__all__ = ["translate"]
+__all__ = ["master_demoted", "translate"]
+
+
+def master_demoted(exc: BaseException) -> bool:
+    """redis-py's Sentinel connections turn READONLY into "The previous master is now a
+    slave" (and reconnect): the master of this connection is a replica now."""
+    import redis.exceptions as rx
+
+    return isinstance(exc, rx.ConnectionError) and isinstance(exc.__context__, rx.ReadOnlyError)
 
 
 def translate(exc: BaseException, endpoint: str, op: str) -> BackendError:
@@ -23,13 +35,8 @@ def translate(exc: BaseException, endpoint: str, op: str) -> BackendError:
         # A client-side limit (redis-py's Cluster pools do not block when full): the
         # server is fine, so this must not open the breaker.
         return BackendError(detail)
-    if isinstance(exc, rx.ConnectionError) and isinstance(exc.__context__, rx.ReadOnlyError):
-        # redis-py's Sentinel connections turn READONLY into "The previous master is now
-        # a slave" (and reconnect): the server answered, like READONLY anywhere else.
-        # The other pooled connections are still on the demoted master: drop them all.
-        from cachekit_redis.failover import demoted
-
-        demoted(endpoint)
+    if master_demoted(exc):
+        # The server answered, like READONLY anywhere else: not a breaker failure.
         return BackendError(detail)
     unreachable = (rx.ConnectionError, rx.TimeoutError, OSError, TimeoutError)
     if isinstance(exc, unreachable):

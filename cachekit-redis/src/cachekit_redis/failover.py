@@ -22,7 +22,7 @@ every second), and so does any client whose master answers ``READONLY``. On a ch
 Stampede locks and failovers: a lock taken on the old master just before the promotion
 reaches the new master by replication, while its holder's release (and value) may land
 on the old master and be lost, leaving an orphan that would hold every caller for the
-rest of its lease. For a lease after a change, :func:`lock_command` takes the lock with
+rest of its lease. For a lease after a change (:func:`takeover_window`), the lock is taken with
 a script that also takes over a lock older than the change as this process saw it (on
 a Cluster, a replica promoted in a master's place: ``NodeBreakers.changed_at``).
 """
@@ -39,12 +39,15 @@ from contextlib import suppress
 from time import monotonic
 from typing import Any
 
+from cachekit.errors import BackendError
+from cachekit_redis.errors import master_demoted, translate
+
 __all__ = [
     "LOCK_TAKEOVER_SCRIPT",
     "MasterWatch",
     "SwitchSubscription",
     "demoted",
-    "lock_command",
+    "command_failed",
     "retire_async_client",
     "takeover_window",
     "watch_for",
@@ -78,7 +81,7 @@ class MasterWatch:
         return f"MasterWatch({self.name!r}, master={self.master}, epoch={self.epoch})"
 
     def changed_at(self, client: Any, key: str) -> float:
-        """When this process last saw the master change (for :func:`lock_command`)."""
+        """When this process last saw the master change (for :func:`takeover_window`)."""
         return self.moved_at
 
     def register(self, pool: Any) -> None:
@@ -134,30 +137,18 @@ return 0
 """
 
 
-def lock_command(changed_at: float, key: str, token: str, lease_ms: int) -> tuple[Any, ...]:
-    """The command that takes a stampede lock (one decision for every backend and topology).
-
-    ``changed_at``: when this process saw the server that holds ``key`` become its master
-    (monotonic; -inf: long ago). ``SET key token NX PX lease``; within a lease of that
-    change, :data:`LOCK_TAKEOVER_SCRIPT` instead, which also takes over a lock taken
-    before the change: its holder's release may have been lost with the old master. A
-    lock taken on the new master by a process that saw the change earlier is taken over
-    too (the key is computed twice), never one taken after this process saw it.
-    """
-    since = takeover_window(changed_at, lease_ms)
-    if since < 0:
-        return ("SET", key, token, "NX", "PX", lease_ms)
-    return ("EVAL", LOCK_TAKEOVER_SCRIPT, 1, key, token, lease_ms, since)
-
-
 def takeover_window(changed_at: float, lease_ms: int) -> int:
     """Milliseconds since the key's server became master, while that is within a lease.
 
-    -1 once a whole lease has passed since the change (or there was none): no lock on
-    that server can be older than the change any more. Otherwise a lock whose age
-    (``lease_ms`` minus its PTTL) exceeds the returned value was taken before the
-    change and may be taken over. The one decision behind :func:`lock_command` and the
-    takeover inside ``get_or_lock`` (cachekit_redis.ops).
+    ``changed_at``: when this process saw the server that holds the key become its
+    master (monotonic; -inf: long ago). -1 once a whole lease has passed since (or there
+    was no change): a stampede lock is taken with ``SET NX PX``. Otherwise with
+    :data:`LOCK_TAKEOVER_SCRIPT`, which also takes over a lock whose age (``lease_ms``
+    minus its PTTL) exceeds the returned value: taken before the change, its holder's
+    release may have been lost with the old master. A lock taken on the new master by a
+    process that saw the change earlier is taken over too (the key is computed twice),
+    never one taken after this process saw it. The one decision behind
+    ``acquire_lock`` and ``get_or_lock`` (cachekit_redis.ops), on every topology.
     """
     since = monotonic() - changed_at
     if since * 1000 >= lease_ms:
@@ -196,10 +187,19 @@ def watch_for(target: Any) -> MasterWatch:
 
 
 def demoted(endpoint: str) -> None:
-    """``READONLY`` from the master of ``endpoint`` (called by errors.translate)."""
+    """``READONLY`` from the master of ``endpoint``: the other pooled connections are
+    still on the demoted master; drop them all."""
     watch = _by_endpoint.get(endpoint)
     if watch is not None:
         watch.demoted()
+
+
+def command_failed(exc: BaseException, endpoint: str, op: str) -> BackendError:
+    """The error to raise for a failed command (errors.translate), after recording
+    what it tells about a Sentinel master (:func:`demoted`)."""
+    if master_demoted(exc):
+        demoted(endpoint)
+    return translate(exc, endpoint, op)
 
 
 # -- asyncio clients ---------------------------------------------------------------------

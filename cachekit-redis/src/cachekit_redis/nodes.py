@@ -111,11 +111,13 @@ class NodeBreakers:
         nodes = manager.slots_cache.get(self._slot(key.encode()))
         return nodes[0] if nodes else None
 
-    def admit(self, manager: Any, key: str, op: str) -> CircuitBreaker:
+    def admit(self, manager: Any, key: str, op: str, aclient: Any = None) -> CircuitBreaker:
         """The breaker of ``key``'s node, once it allows a call; raises (no I/O) if not.
 
         ``manager`` is the client's ``nodes_manager``. The hot path: CRC16, two dict
         lookups and ``allow()``, which reads one attribute while the breaker is closed.
+        A refused call has the slot map re-read off the caller's path: by a thread, or
+        for ``aclient`` (a redis.asyncio RedisCluster) by a task of its event loop.
         """
         nodes = manager.slots_cache.get(self._slot(key.encode()))
         if not nodes:
@@ -126,7 +128,10 @@ class NodeBreakers:
             breaker = self.node(name)
         if breaker.allow():
             return breaker
-        self.refresh_soon(manager, name)
+        if aclient is None:
+            self.refresh_soon(manager, name)
+        else:
+            self.arefresh_soon(aclient, name)
         raise self.isolated(name, op)
 
     def call(self, manager: Any, client: Any, key: str, op: str, command: Any, *args: Any) -> Any:
@@ -147,15 +152,18 @@ class NodeBreakers:
         return result
 
     async def acall(self, client: Any, key: str, op: str, command: Any, *args: Any) -> Any:
-        """:meth:`call` on a redis.asyncio RedisCluster: ``await command(client, *args)``."""
-        node = self.node_of(client.nodes_manager, key)
-        breaker = _UNROUTED if node is None else self.node(node.name)
-        if not breaker.allow():
-            self.arefresh_soon(client, node.name)
-            raise self.isolated(node.name, op)
+        """:meth:`call` on a redis.asyncio RedisCluster: ``await command(client, *args)``.
+
+        The same admission and verdicts; two steps more, for what redis.asyncio does
+        not do itself: idle connections to a node that was isolated are dropped before
+        its next use, and a node's failure has the slot map re-read at once.
+        """
+        breaker = self.admit(client.nodes_manager, key, op, client)
         try:
-            if breaker.transitions["opened"] and _stale(client, node, breaker):
-                await _drop_idle(client, node, breaker)
+            if breaker.transitions["opened"]:
+                node = self.node_of(client.nodes_manager, key)
+                if node is not None and _stale(client, node, breaker):
+                    await _drop_idle(client, node, breaker)
             result = await command(client, *args)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # cancelled: no verdict
@@ -173,7 +181,7 @@ class NodeBreakers:
 
         -inf for the primaries of the first slot map it looked at: a later one is a
         replica promoted in a master's place (or a node added), and the locks it carried
-        over may be orphans whose release went to the dead master (failover.lock_command).
+        over may be orphans whose release went to the dead master (failover.takeover_window).
         """
         manager = client.nodes_manager
         seen = self._primaries_seen
@@ -227,20 +235,30 @@ class NodeBreakers:
             "circuit breaker (no I/O attempted)"
         )
 
-    def failed(self, breaker: CircuitBreaker, exc: BaseException, op: str) -> BackendError:
-        """Translate a failure of a command on ``breaker``'s node and give the verdict."""
+    def judge(
+        self, breaker: CircuitBreaker, exc: BaseException, op: str
+    ) -> tuple[BackendError, bool]:
+        """The error to raise for a failure on ``breaker``'s node, and whether it is that
+        node's failure (no side effects: :meth:`failed` records the verdict)."""
         err = translate(exc, self.endpoint, op)
         if breaker is _UNROUTED:
-            return err
+            return err, False
         if isinstance(err, BackendUnavailableError) and not _cluster_wide(exc):
-            breaker.failure(exc)
             node = breaker.endpoint.removeprefix(NODE_PREFIX)
             return NodeUnavailableError(
                 f"{op} on cluster node {node} of {self.endpoint} failed: "
                 f"{type(exc).__name__}: {exc}"
-            )
+            ), True
         # The server answered, or the whole cluster failed: no verdict on this node.
-        breaker.release_probe()
+        return err, False
+
+    def failed(self, breaker: CircuitBreaker, exc: BaseException, op: str) -> BackendError:
+        """:meth:`judge` a failure of a command on ``breaker``'s node; record the verdict."""
+        err, node_failed = self.judge(breaker, exc, op)
+        if node_failed:
+            breaker.failure(exc)
+        elif breaker is not _UNROUTED:
+            breaker.release_probe()
         return err
 
     def group(self, manager: Any, keys: Sequence[str]) -> list[tuple[Any, list[int]]]:

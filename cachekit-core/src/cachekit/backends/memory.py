@@ -304,13 +304,7 @@ class MemoryBackend:
             return found, True
 
     def set_and_unlock(
-        self,
-        key: str,
-        value: bytes,
-        ttl: float | None,
-        lock_key: str,
-        token: str,
-        seen: str | None,
+        self, key: str, value: bytes, ttl: float | None, lock_key: str, token: str, seen: str | None
     ) -> bool:
         """Store (guarded like set_guarded when ``seen`` is not None), release the lock."""
         _check_key(key)
@@ -392,13 +386,7 @@ class AsyncMemoryBackend:
         return self.sync.get_or_lock(key, lock_key, token, lease_ms)
 
     async def set_and_unlock(
-        self,
-        key: str,
-        value: bytes,
-        ttl: float | None,
-        lock_key: str,
-        token: str,
-        seen: str | None,
+        self, key: str, value: bytes, ttl: float | None, lock_key: str, token: str, seen: str | None
     ) -> bool:
         return self.sync.set_and_unlock(key, value, ttl, lock_key, token, seen)
 
