@@ -59,6 +59,8 @@ class RedisBackend(RedisEndpoint):
             manager = self._manager or self._connected(op.name).nodes_manager
             return op.reply(nodes.call(manager, self.client, op.key, op.name, call, op))
         try:
+            if op.script is None:  # call() inlined: GET and SET are on every miss
+                return op.reply(self.client.execute_command(*op.args))
             return op.reply(call(self.client, op))
         except Exception as exc:
             raise self._failed(exc, op.name) from exc
