@@ -132,6 +132,32 @@ class Recorder:
             self.records.append(record)
 
 
+def watch_stream(rec: Recorder, deadline: float, every: float = 0.005) -> None:
+    """Sample the notification stream's state (check_health() of an async function does
+    no I/O) and record the samples around each change: the checker's stream outages."""
+    last: dict[str, Any] | None = None
+    recorded = False
+    while time.monotonic() < deadline:
+        stream = (a_l1.check_health()["backend"] or {}).get("notifications")
+        if stream is None:
+            return  # no shared backend, or one without a notification stream
+        sample = {"op": "stream", "start": time.monotonic(), **stream}
+        sample["end"] = sample["start"]
+        changed = last is None or (last["connected"], last["reconnects"]) != (
+            sample["connected"],
+            sample["reconnects"],
+        )
+        if changed:
+            if last is not None and not recorded:
+                rec.add("stream", last)
+            rec.add("stream", sample)
+        recorded = changed
+        last = sample
+        time.sleep(every)
+    if last is not None and not recorded:
+        rec.add("stream", last)
+
+
 def _error(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
@@ -297,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for i in range(args.threads)
     ]
+    threads.append(threading.Thread(target=watch_stream, args=(rec, deadline)))
     for thread in threads:
         thread.start()
     asyncio.run(run_loop(rec, seed, args.tasks, deadline, keys))
