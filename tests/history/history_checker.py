@@ -47,7 +47,8 @@ from typing import Any
 #: ``cachekit.invalidate(namespace=/tags=)`` or ``cache_clear()``, that is the old
 #: generation: the tombstone lands on the old key, and the entry other processes read
 #: (under the new generation) keeps an old value for its TTL. Found by seeds 9513 and
-#: 279498 (60 s runs; see tests/history/test_history_run.py).
+#: 279498 (60 s runs; see tests/history/test_history_run.py); reproduced as a strict
+#: xfail in test_known_violations.py: when that passes, drop this allowance.
 KNOWN_STALE_GENERATION = "an entry invalidation computed its key with an old generation"
 
 BOUND = 0.05  # B: how soon after an invalidation returned every process stops serving the old value
