@@ -85,7 +85,8 @@ class Report:
     worst_read: dict[str, Any] | None = None
     # The same, counting only invalidations made by the reading process itself.
     worst_own_staleness: float = 0.0
-    stream_outages: int = 0  # times a process's notification stream was down
+    stream_outages: int = 0  # times a process's notification stream was down (or stalled)
+    stalls: int = 0  # times a process was not scheduled for a while (of stream_outages)
     missed_reads: int = 0  # stale reads left out: the reader's stream was down meanwhile
     bound: float = BOUND
     violations: list[Violation] = field(default_factory=list)
@@ -108,8 +109,9 @@ class Report:
             f"({self.stale_reads} reads behind a returned invalidation, "
             f"bound {self.bound * 1000:.0f} ms); after the reader's own process's "
             f"invalidations: {self.worst_own_staleness * 1000:.1f} ms",
-            f"notification stream outages: {self.stream_outages} "
-            f"({self.missed_reads} old reads left out: the reader's stream was down)",
+            f"notification stream outages: {self.stream_outages}, of which process stalls "
+            f"{self.stalls} ({self.missed_reads} old reads left out: the reader's stream "
+            f"was down)",
         ]
         if self.known:
             lines.append(
@@ -216,6 +218,7 @@ def check(
     # each process (the reader's own invalidations, a figure of its own).
     outages = stream_outages(records)
     report.stream_outages = sum(len(w) for w in outages.values())
+    report.stalls = sum(1 for r in records if r["op"] == "stall")
     timelines: dict[tuple[str, str], _Timeline] = {}
     own: dict[tuple[str, str, Any], _Timeline] = {}
     for fn, key in {(r["fn"], r["key"]) for r in reads}:
@@ -355,7 +358,8 @@ def stream_outages(records: list[dict[str, Any]]) -> dict[Any, _Windows]:
 
     From "stream" samples (connected, reconnects) taken every few milliseconds: from the
     last sample that saw it up to the first that sees it up again; a reconnect between
-    two samples that both saw it up counts as down between them.
+    two samples that both saw it up counts as down between them. A "stall" (the process
+    was not scheduled: a sampler's sleep overshot) counts as down while it lasted.
     """
     by_process: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -381,6 +385,9 @@ def stream_outages(records: list[dict[str, Any]]) -> dict[Any, _Windows]:
         if down_since is not None:
             windows.append((down_since, float("inf")))
         outages[process] = windows
+    for r in records:
+        if r["op"] == "stall":
+            outages.setdefault(r.get("process"), []).append((r["start"], r["end"]))
     return outages
 
 

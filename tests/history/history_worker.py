@@ -132,9 +132,14 @@ class Recorder:
             self.records.append(record)
 
 
+#: A sleep overshooting by this much (seconds) is recorded as a stall of the process.
+STALL = 0.02
+
+
 def watch_stream(rec: Recorder, deadline: float, every: float = 0.005) -> None:
     """Sample the notification stream's state (check_health() of an async function does
-    no I/O) and record the samples around each change: the checker's stream outages."""
+    no I/O) and record the samples around each change, and the stalls of this process:
+    the checker's stream outages."""
     last: dict[str, Any] | None = None
     recorded = False
     while time.monotonic() < deadline:
@@ -153,7 +158,13 @@ def watch_stream(rec: Recorder, deadline: float, every: float = 0.005) -> None:
             rec.add("stream", sample)
         recorded = changed
         last = sample
+        before = time.monotonic()
         time.sleep(every)
+        after = time.monotonic()
+        if after - before > every + STALL:
+            # This process was not scheduled for a while (the machine is busy): its
+            # listener could not hand notices on meanwhile either.
+            rec.add("stream", {"op": "stall", "start": before + every, "end": after})
     if last is not None and not recorded:
         rec.add("stream", last)
 

@@ -336,3 +336,12 @@ def test_a_reconnect_between_two_samples_that_saw_the_stream_up_is_an_outage() -
     samples = [stream(1, 10.0, True, 0), stream(1, 10.35, True, 1)]
     report = check([*PROTOCOL, inv(ENTRY, 10.002), read("f", "k", 1, 10.3), *samples], GROUPS)
     assert report.ok and report.stream_outages == 1
+
+
+def test_a_stall_of_the_readers_process_counts_as_an_outage() -> None:
+    stall = {"op": "stall", "process": 1, "start": 10.01, "end": 10.28}
+    report = check([*PROTOCOL, inv(ENTRY, 10.002), read("f", "k", 1, 10.3), stall], GROUPS)
+    assert report.ok and (report.stream_outages, report.stalls, report.missed_reads) == (1, 1, 1)
+    elsewhere = {**stall, "process": 2}
+    report = check([*PROTOCOL, inv(ENTRY, 10.002), read("f", "k", 1, 10.3), elsewhere], GROUPS)
+    assert rules(report) == ["stale"]
