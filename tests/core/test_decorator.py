@@ -201,12 +201,14 @@ def test_condition_and_unless_control_what_is_cached():
 
 
 def test_ttl_expiry_recomputes(monkeypatch):
+    import cachekit._engine.hit as hit_mod
     import cachekit.cached as cached_mod
     import cachekit.l1 as l1_mod
 
     now = [1000.0]
     monkeypatch.setattr(l1_mod, "monotonic", lambda: now[0])
     monkeypatch.setattr(cached_mod, "monotonic", lambda: now[0])
+    monkeypatch.setattr(hit_mod, "monotonic", lambda: now[0])  # the hit wrappers
     runs = []
 
     @cache(ttl=10)
@@ -518,9 +520,9 @@ def test_an_infinite_default_ttl_in_the_environment_points_to_none(monkeypatch):
 
 
 def test_nothing_configured_logs_one_info_line(caplog, monkeypatch):
-    import cachekit.cached as cached_mod
+    import cachekit._engine.plan as plan_mod
 
-    monkeypatch.setattr(cached_mod, "_announced_l1_only", False)
+    monkeypatch.setattr(plan_mod, "_announced_l1_only", False)
     caplog.set_level(logging.INFO, logger="cachekit")
 
     @cache()

@@ -25,12 +25,7 @@ PACKAGES = {
 }
 
 #: (importer, imported): edges of cycles still present, to be removed by issue 12.
-KNOWN: set[tuple[str, str]] = {
-    # the engine package replaces cached.py and coherence.py (issue 12 item 1)
-    ("cachekit.coherence", "cachekit.cached"),
-    # cachekit-redis: the settings <-> urls cycle (issue 12 item 1)
-    ("cachekit_redis.urls", "cachekit_redis.settings"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -24,35 +24,37 @@ from __future__ import annotations
 import os
 import weakref
 from _thread import allocate_lock
-from collections import OrderedDict
 from contextlib import nullcontext
 from time import monotonic, time
 
 from cachekit._engine.coherence import CoherenceBook
+from cachekit._engine.hit import make_wrapper
 from cachekit._engine.miss import (
     _LEADING,
     _NO_HIT,
     _REENTER,
-    _UNREACHABLE,
     _WAIT,
     _LeaderGone,
     _retrieve_outcome,
     _transient,
     get_steps,
-    miss_steps,
-    run_async,
     run_sync,
     set_steps,
 )
+from cachekit._engine.options import (
+    UNSET,
+    Options,
+    Plan,
+    _defining_class,
+    _is_method,
+    _Place,
+    check_backend,
+    check_serializer,
+)
+from cachekit._engine.plan import _url_backends, build_plan, degraded
 from cachekit.coherence import DEGRADED_L1_TTL
-from cachekit.config import SECURE_MAX_TTL, Settings, redact_url
 from cachekit.constants import (
-    CAP_ATOMIC_MISS,
-    CAP_GUARDED_WRITES,
-    CAP_INVALIDATION,
-    CAP_LOCKING,
     CAP_NONBLOCKING,
-    CAP_TRUSTED,
     MISSING,
     TOMBSTONE_PREFIX,
 )
@@ -60,13 +62,11 @@ from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unse
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
-    PluginNotFoundError,
     SerializationError,
 )
-from cachekit.keys import FAST_TYPES, KeyBuilder, _Unbindable, owner_tags
+from cachekit.keys import KeyBuilder, _Unbindable
 from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
 from cachekit.stats import (
-    BYPASSED,
     ERRORS,
     INVALID,
     L1_HITS,
@@ -79,8 +79,6 @@ from cachekit.tenancy import (
     TenantEncryptors,
     current_tenant,
     required_tenant,
-    reset_tenant,
-    set_tenant,
     tenant_scope,
 )
 
@@ -88,9 +86,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from collections.abc import Awaitable, Callable
-    from typing import Any, ClassVar
+    from typing import Any
 
 __all__ = [
+    "_url_backends",  # the same dict as cachekit._engine.plan's (bench/bench_redis.py)
     "UNSET",
     "CachedState",
     "Options",
@@ -117,236 +116,12 @@ def _log() -> logging.Logger:
     return _logger
 
 
-class _Unset:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-#: "Not given": distinct from None, which means "no backend" or "no expiry".
-UNSET: Any = _Unset()
-
-
-class _Record:
-    """A small immutable record (dataclasses cost ~10 ms of import time)."""
-
-    __slots__: tuple[str, ...] = ()
-    _defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, **values: Any) -> None:
-        unknown = set(values) - set(self.__slots__)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected fields {sorted(unknown)}")
-        for name in self.__slots__:
-            value = values[name] if name in values else self._defaults[name]
-            if isinstance(value, (dict, list)) and name not in values:
-                value = type(value)(value)
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({inner})"
-
-
-class Options(_Record):
-    """The decorator's keywords, validated at decoration time.
-
-    ``ttl``: seconds, None (no expiry) or UNSET (environment default).
-    ``serializer``: an instance, a registered name, or None (MessagePack).
-    ``backend``: None (L1 only), a URL, a backend object, or UNSET (environment).
-    ``circuit_breaker``: a BreakerConfig, a bool, or None (environment defaults).
-    ``encryption``: False, True (aes-gcm), an encryptor name or an Encryptor object.
-    ``tenant_extractor``: called with each call's arguments, returns its tenant
-    (cachekit.tenancy); ``missing_tenant``: "raise" (E044) or "bypass" without one.
-    """
-
-    _defaults: ClassVar[dict[str, Any]] = {
-        "ttl": UNSET,
-        "namespace": None,
-        "serializer": None,
-        "backend": UNSET,
-        "key": None,
-        "l1": True,
-        "l1_max_entries": None,
-        "l1_max_size_mb": None,
-        "circuit_breaker": None,
-        "tags": (),
-        "condition": None,
-        "unless": None,
-        "encryption": False,
-        "include_self": None,
-        "single_flight": True,
-        "max_value_size": None,
-        "compress": False,
-        "fail_closed": False,
-        "distributed_lock": True,
-        "lock_lease": 10.0,
-        "tenant_extractor": None,
-        "missing_tenant": "raise",
-        "intent": "default",
-        "require_backend": False,
-    }
-    __slots__ = tuple(_defaults)
-    if TYPE_CHECKING:
-        ttl: Any
-        namespace: str | None
-        serializer: Any
-        backend: Any
-        key: Callable[..., Any] | None
-        l1: bool
-        l1_max_entries: int | None
-        l1_max_size_mb: float | None
-        circuit_breaker: Any
-        tags: tuple[str, ...]
-        condition: Callable[..., bool] | None
-        unless: Callable[[Any], bool] | None
-        encryption: Any
-        include_self: bool | None
-        single_flight: bool
-        max_value_size: int | None
-        compress: bool
-        fail_closed: bool
-        intent: str
-        require_backend: bool
-        distributed_lock: bool
-        lock_lease: float
-        tenant_extractor: Callable[..., Any] | None
-        missing_tenant: str
-
-
-class Plan(_Record):
-    """Everything resolved at the first call; read-only afterwards."""
-
-    __slots__ = (
-        "abackend",
-        "abackend_mode",
-        "backend",
-        "breaker",
-        "enabled",
-        "encryptor",
-        "endpoint",
-        "loads",
-        "max_value_size",
-        "require_auth",
-        "ser_name",
-        "serializer",
-        "signer",
-        "ttl",
-    )
-    if TYPE_CHECKING:
-        enabled: bool
-        ttl: float | None
-        serializer: Any
-        ser_name: str
-        loads: Callable[[bytes], Any]
-        backend: Any  # sync backend or None
-        abackend: Any  # async backend (or a sync one, see abackend_mode) or None
-        abackend_mode: str  # "async" | "inline" | "thread" | "none"
-        breaker: Any
-        encryptor: Any
-        signer: Any
-        require_auth: bool
-        max_value_size: int
-        endpoint: str | None
-
-
-class _Place(_Record):
-    """Where a backend failure happened, before there is a Plan."""
-
-    __slots__ = ("breaker", "endpoint")
-    if TYPE_CHECKING:
-        breaker: Any
-        endpoint: str | None
-
-
 _states: weakref.WeakSet[CachedState] = weakref.WeakSet()
 
 
 def all_states() -> list[CachedState]:
     """Every live decorated function's state (for stats, health and invalidate)."""
     return list(_states)
-
-
-# --- backends shared per URL ------------------------------------------------------------
-
-_url_backends: dict[tuple[str, str], Any] = {}
-_url_lock = allocate_lock()
-_announced_l1_only = False
-
-
-def _backend_from_url(url: str, flavour: str) -> Any:
-    """One backend object per (URL, sync/async) in the process, so pools are shared."""
-    key = (url, flavour)
-    found = _url_backends.get(key)
-    if found is not None:
-        return found
-    from urllib.parse import urlsplit
-
-    from cachekit.plugins import backend_spec, build
-
-    scheme = urlsplit(url).scheme
-    if not scheme:
-        raise ConfigurationError(
-            f"backend URL {redact_url(url)!r} has no scheme; expected e.g. redis://host:6379/0 "
-            "or memory://."
-        )
-    spec = backend_spec(scheme)
-    with _url_lock:
-        found = _url_backends.get(key)
-        if found is None:
-            if flavour == "async":
-                if spec.async_factory is None:
-                    found = None
-                else:
-                    found = build(spec.async_factory, f"backend {spec.name}", url)
-            else:
-                found = build(spec.factory, f"backend {spec.name}", url)
-            _url_backends[key] = found
-    return found
-
-
-def _is_async_backend(obj: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(getattr(type(obj), "get", None))
-
-
-def check_backend(obj: Any) -> None:
-    """Reject a backend= value that is neither None, a URL nor a backend object."""
-    if obj is UNSET or obj is None:
-        return
-    if isinstance(obj, str):
-        if "://" not in obj:
-            from cachekit.config import redact_url
-
-            raise ConfigurationError(
-                f"backend={redact_url(obj)!r} is not a URL; expected e.g. "
-                "'redis://localhost:6379/0' or 'memory://'. Use backend=None for L1 only."
-            )
-        return
-    _check_backend_object(obj)
-
-
-def _check_backend_object(obj: Any) -> None:
-    missing = [m for m in ("get", "set", "delete", "clear") if not callable(getattr(obj, m, None))]
-    if missing:
-        raise ConfigurationError(
-            f"backend={obj!r} is not a cachekit backend: it lacks {', '.join(missing)}(). "
-            "Pass None (L1 only), a URL such as 'redis://localhost:6379/0', or an object "
-            "implementing cachekit.protocols.Backend."
-        )
-
-
-def _endpoint(obj: Any) -> str:
-    ep = getattr(obj, "endpoint", None)
-    return str(ep) if ep else f"{type(obj).__qualname__}@{id(obj):x}"
 
 
 # --- per-function state -----------------------------------------------------------------
@@ -441,91 +216,30 @@ class CachedState(CoherenceBook):
             return self.plan
 
     def _build_plan(self) -> Plan:
-        opts = self.options
-        settings = Settings.from_env()
-        if self.l1 is not None and opts.l1_max_entries is None:
-            self.l1.max_entries = settings.l1_max_entries
-        ttl = settings.default_ttl if opts.ttl is UNSET else opts.ttl
-        serializer = _resolve_serializer(opts.serializer)
-        ser_name = str(serializer.name)
-        backend, abackend, mode = self._resolve_backend(settings)
-        endpoint = (
-            _endpoint(backend if backend is not None else abackend)
-            if (backend is not None or abackend is not None)
-            else None
+        """Resolve the plan (cachekit._engine.plan), then take on what it found."""
+        found = build_plan(
+            self.options,
+            name=self.name,
+            is_async=self.is_async,
+            has_naming_key=self.builder.secret is not None,
         )
-        breaker = None
-        if endpoint is not None:
-            from cachekit.breaker import BreakerConfig, breaker_for
-
-            cfg = opts.circuit_breaker
-            if cfg is None or cfg is True:
-                cfg = BreakerConfig.from_env()
-            elif cfg is False:
-                cfg = BreakerConfig(enabled=False)
-            breaker = breaker_for(endpoint, cfg)
-        encryptor = self._resolve_encryptor()
-        if encryptor is not None and ttl is None and endpoint is not None:
-            # No unbounded entries in a backend under encryption: the authenticated
-            # expiry is what refuses an old copy put back (L1 alone cannot be replayed).
-            ttl = SECURE_MAX_TTL
-        if encryptor is not None and self.builder.secret is None:
-            secret = getattr(encryptor, "digest_key", None)
-            if secret:
-                self.builder.use_naming_key(secret)
-        signer = None
-        require_auth = bool(getattr(serializer, "requires_authentication", False))
-        trusted = CAP_TRUSTED in getattr(backend or abackend, "capabilities", ())
-        if endpoint is not None and require_auth and encryptor is None:
-            from cachekit.signing import signer_from_env
-
-            signer = signer_from_env()
-            if signer is None and not trusted:
-                self._warn_once(
-                    "unsigned-pickle",
-                    "%s uses %s with the shared backend %s but no signing key is configured: "
-                    "its values stay in L1 only, because unauthenticated pickle from a shared "
-                    "backend is never loaded. Set CACHEKIT_SIGNING_KEY (or CACHEKIT_MASTER_KEY; "
-                    "`cachekit keygen` makes one) to share them.",
-                    self.name,
-                    ser_name,
-                    endpoint,
-                )
-                backend = abackend = None
-                endpoint = None
-                breaker = None
-            require_auth = not trusted
-        chosen = backend if backend is not None else abackend
-        capabilities = getattr(chosen, "capabilities", ()) if chosen is not None else ()
-        if CAP_INVALIDATION in capabilities and not self._attach_coherence(
-            chosen, breaker, endpoint
+        for tag, msg, *args in found.warnings:
+            self._warn_once(tag, msg, *args)
+        if self.l1 is not None and found.l1_max_entries is not None:
+            self.l1.max_entries = found.l1_max_entries
+        if found.naming_key:
+            self.builder.use_naming_key(found.naming_key)
+        plan: Plan = found.plan
+        if found.listen_to is not None and not self._attach_coherence(
+            found.listen_to, plan.breaker, plan.endpoint
         ):
             # Its notifications cannot be heard (a backend failure, counted and logged):
             # L1 only, short-lived as while notifications are down; the plan is rebuilt
             # after that time (without I/O while the breaker is open).
-            backend = abackend = None
-            ttl = DEGRADED_L1_TTL if ttl is None else min(ttl, DEGRADED_L1_TTL)
+            plan = degraded(plan)
             self.replan_at = monotonic() + DEGRADED_L1_TTL
-        self.locking = CAP_LOCKING in capabilities and bool(opts.distributed_lock)
-        self.guarded = CAP_GUARDED_WRITES in capabilities
-        self.atomic = self.locking and CAP_ATOMIC_MISS in capabilities
-        max_value = opts.max_value_size or settings.max_value_size
-        return Plan(
-            enabled=settings.enabled,
-            ttl=ttl,
-            serializer=serializer,
-            ser_name=ser_name,
-            loads=serializer.deserialize,
-            backend=backend,
-            abackend=abackend,
-            abackend_mode=mode,
-            breaker=breaker,
-            encryptor=encryptor,
-            signer=signer,
-            require_auth=require_auth,
-            max_value_size=max_value,
-            endpoint=endpoint,
-        )
+        self.locking, self.guarded, self.atomic = found.locking, found.guarded, found.atomic
+        return plan
 
     # -- coherence (see cachekit.coherence) ----------------------------------------
 
@@ -568,84 +282,6 @@ class CachedState(CoherenceBook):
         if not self.fill_allowed(epoch, bkey, lkey):
             return  # invalidated while this miss was running: don't resurrect
         l1.put(lkey, pair[0], pair[1], ttl)
-
-    def _resolve_backend(self, settings: Settings) -> tuple[Any, Any, str]:
-        global _announced_l1_only
-        choice = self.options.backend
-        source = "backend="
-        if choice is UNSET:
-            choice = settings.backend_url
-            source = settings.backend_variable or ""
-            if choice is None:
-                if self.options.require_backend:
-                    _log().warning(
-                        "%s: no backend configured (set CACHEKIT_REDIS_URL or pass backend=); "
-                        "caching in this process only (L1)",
-                        self.name,
-                    )
-                elif not _announced_l1_only:
-                    _announced_l1_only = True
-                    _log().info(
-                        "cachekit: no backend configured (CACHEKIT_BACKEND, CACHEKIT_REDIS_URL, "
-                        "REDIS_URL unset); caching in-process only (L1)"
-                    )
-                return None, None, "none"
-        if choice is None:
-            return None, None, "none"
-        if isinstance(choice, str):
-            try:
-                if self.is_async:
-                    ab = _backend_from_url(choice, "async")
-                    if ab is not None:
-                        return None, ab, "async"
-                    sb = _backend_from_url(choice, "sync")
-                    return None, sb, _async_mode_for(sb)
-                return _backend_from_url(choice, "sync"), None, "none"
-            except PluginNotFoundError as exc:
-                if source == "REDIS_URL":
-                    # REDIS_URL often serves other libraries; without cachekit-redis we
-                    # degrade to L1 instead of breaking every cached function.
-                    self._warn_once("redis-url", "%s; ignoring REDIS_URL, L1 only", exc.message)
-                    return None, None, "none"
-                raise
-        # A backend object.
-        if _is_async_backend(choice):
-            _check_backend_object(choice)
-            if not self.is_async:
-                raise ConfigurationError(
-                    f"backend {choice!r} is asynchronous but {self.name} is a regular function; "
-                    "pass its synchronous twin or a URL."
-                )
-            return None, choice, "async"
-        _check_backend_object(choice)
-        if self.is_async:
-            to_async = getattr(choice, "to_async", None)
-            if callable(to_async):
-                return None, to_async(), "async"
-            return None, choice, _async_mode_for(choice)
-        return choice, None, "none"
-
-    def _resolve_encryptor(self) -> Any:
-        enc = self.options.encryption
-        if not enc:
-            return None
-        if not isinstance(enc, (str, bool)):
-            return enc  # an Encryptor object
-        from cachekit.plugins import build, encryptor_spec
-
-        name = "aes-gcm" if enc is True else str(enc)
-        spec = encryptor_spec(name)
-        # One snapshot: every tenant's encryptor, built later, uses the same keys (and
-        # only the key variables are kept, not the whole environment).
-        environ = {k: v for k, v in os.environ.items() if k.startswith("CACHEKIT_")}
-        base = build(spec.factory, f"encryptor {name}", tenant=None, environ=environ)
-        if self.options.tenant_extractor is None:
-            return base
-
-        def for_tenant(tenant: str) -> Any:
-            return build(spec.factory, f"encryptor {name}", tenant=tenant, environ=environ)
-
-        return TenantEncryptors(for_tenant, base)
 
     def debug(self, event: str, bkey: str | None, args: Any, kwargs: Any) -> None:
         """DEBUG line for a miss-path event, naming only the hashed part of the key."""
@@ -714,7 +350,7 @@ class CachedState(CoherenceBook):
         elif _log().isEnabledFor(_DEBUG):
             _log().debug("backend %s %s failed: %r", plan.endpoint, op, exc)
 
-    def _decode(self, plan: Plan, blob: Any, bkey: str) -> Any:
+    def _decode(self, plan: Plan, blob: Any, bkey: str, count: bool = True) -> Any:
         """Turn a stored envelope into a value, or MISSING when it is unreadable."""
         try:
             plain = None
@@ -751,7 +387,8 @@ class CachedState(CoherenceBook):
         except Exception as exc:
             # Anything that cannot be read back is a miss, whoever raised it (a
             # third-party serializer may raise plain ValueError): never the caller's problem.
-            self.counts[INVALID] += 1
+            if count:  # not when re-reading what this call already counted
+                self.counts[INVALID] += 1
             code = getattr(exc, "code", "E005")
             if self.options.fail_closed and code == "E003":
                 raise
@@ -810,7 +447,7 @@ class CachedState(CoherenceBook):
 
         return await asyncio.to_thread(getattr(b, method), *args)
 
-    def _read(self, plan: Plan, blob: Any, bkey: str) -> Any:
+    def _read(self, plan: Plan, blob: Any, bkey: str, count: bool = True) -> Any:
         """(value, payload, expires) of what an L2 read returned (sync and async).
 
         A miss notes what it found (nothing, a tombstone, an unreadable entry) for
@@ -822,7 +459,7 @@ class CachedState(CoherenceBook):
         if blob[: len(TOMBSTONE_PREFIX)] == TOMBSTONE_PREFIX:
             outcome = (MISSING, None, None)  # an invalidated entry
         else:
-            outcome = self._decode(plan, blob, bkey)
+            outcome = self._decode(plan, blob, bkey, count)
             if outcome[0] is not MISSING:
                 return outcome
         self.note_seen(bkey, blob)
@@ -1237,413 +874,10 @@ def _byte_buffer(payload: Any, serializer: str) -> Any:
     )
 
 
-def _async_mode_for(backend: Any) -> str:
-    return "inline" if CAP_NONBLOCKING in getattr(backend, "capabilities", ()) else "thread"
-
-
-def check_serializer(choice: Any) -> None:
-    """Reject what cannot be a serializer (a class, an object without the methods)."""
-    if choice is None or isinstance(choice, str):
-        return
-    if isinstance(choice, type):
-        raise ConfigurationError(
-            f"serializer={choice.__name__} is a class; pass an instance: "
-            f"serializer={choice.__name__}()."
-        )
-    missing = [m for m in ("serialize", "deserialize") if not callable(getattr(choice, m, None))]
-    name = getattr(choice, "name", None)
-    if missing or not isinstance(name, str) or not name:
-        raise ConfigurationError(
-            f"serializer={choice!r} is not a serializer: it needs a 'name' string and "
-            "serialize()/deserialize() methods (see cachekit.protocols.Serializer)."
-        )
-    # The name is written into every stored envelope (cachekit.protocols.Serializer).
-    if len(name) > 32 or not name.isascii() or not name.isprintable():
-        raise ConfigurationError(
-            f"serializer name {name!r} of {type(choice).__name__} must be 1-32 printable "
-            "ASCII characters: it is written into every stored entry."
-        )
-
-
-# Other names of the default serializer, as cachekit's documented API spells them.
-_SERIALIZER_ALIASES = {"default": "msgpack", "std": "msgpack"}
-
-
-def _resolve_serializer(choice: Any) -> Any:
-    if choice is None:
-        from cachekit.serializers import DEFAULT_SERIALIZER
-
-        return DEFAULT_SERIALIZER
-    if isinstance(choice, str):
-        from cachekit.plugins import build, serializer_spec
-
-        spec = serializer_spec(_SERIALIZER_ALIASES.get(choice, choice))
-        choice = build(spec.factory, f"serializer {choice}")
-    check_serializer(choice)
-    return choice
-
-
-def _is_method(func: Callable[..., Any]) -> bool:
-    """A function defined in a class body whose first parameter is self or cls."""
-    qualname = getattr(func, "__qualname__", "")
-    parts = qualname.split(".")
-    if len(parts) < 2 or parts[-2] == "<locals>":
-        return False
-    code = getattr(func, "__code__", None)
-    if code is not None and type(func).__name__ == "function":
-        return code.co_argcount > 0 and code.co_varnames[0] in ("self", "cls")
-    import inspect
-
-    try:
-        params = list(inspect.signature(func).parameters)
-    except (TypeError, ValueError):
-        return False
-    return bool(params) and params[0] in ("self", "cls")
-
-
-def _defining_class(func: Callable[..., Any]) -> tuple[Any, str]:
-    """(the class whose body defines ``func`` or None, the name of its first parameter)."""
-    import sys
-
-    first = ""
-    code = getattr(func, "__code__", None)
-    if code is not None and code.co_argcount:
-        first = code.co_varnames[0]
-    parts = getattr(func, "__qualname__", "").split(".")[:-1]
-    found: Any = sys.modules.get(getattr(func, "__module__", None) or "")
-    for part in parts:
-        found = getattr(found, part, None)
-    return (found if parts and isinstance(found, type) else None), first
-
-
 def _after_fork() -> None:
-    global _url_lock
-    _url_lock = allocate_lock()
     for state in list(_states):
         state.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-# --- the wrappers -----------------------------------------------------------------------
-
-
-class _Flight:
-    """One in-progress computation that other threads wait for (sync single flight).
-
-    Lighter than concurrent.futures.Future (which also costs import time): a lock
-    held by the leader until the outcome is set; each waiter acquires and releases
-    it in turn.
-    """
-
-    __slots__ = ("_error", "_lock", "_value")
-
-    def __init__(self) -> None:
-        self._lock = allocate_lock()
-        self._lock.acquire()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def set_result(self, value: Any) -> None:
-        self._value = value
-        self._lock.release()
-
-    def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._lock.release()
-
-    def result(self) -> Any:
-        with self._lock:
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _new_future() -> Any:
-    """A future that asyncio tasks in any thread's event loop can await."""
-    from concurrent.futures import Future
-
-    return Future()
-
-
-def make_wrapper(state: CachedState) -> Callable[..., Any]:
-    """Build the function that replaces the decorated one."""
-    inner = _make_async(state) if state.is_async else _make_sync(state)
-    if state.options.tenant_extractor is None:
-        return inner
-    return _with_tenant(state, inner)
-
-
-def _with_tenant(state: CachedState, inner: Callable[..., Any]) -> Callable[..., Any]:
-    """Learn each call's tenant and make it current while ``inner`` serves the call."""
-    func, counts, name = state.func, state.counts, state.name
-    extractor = state.options.tenant_extractor
-    assert extractor is not None
-    bypass = state.options.missing_tenant == "bypass"
-
-    def tenant_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        return required_tenant(extractor, name, args, kwargs, bypass=bypass)
-
-    if state.is_async:
-
-        async def awrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
-                counts[BYPASSED] += 1
-                return await func(*args, **kwargs)
-            tenant = tenant_of(args, kwargs)
-            if tenant is None:
-                counts[BYPASSED] += 1
-                return await func(*args, **kwargs)
-            token = set_tenant(tenant)
-            try:
-                return await inner(*args, **kwargs)
-            finally:
-                reset_tenant(token)
-
-        return awrapper
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
-            counts[BYPASSED] += 1
-            return func(*args, **kwargs)
-        tenant = tenant_of(args, kwargs)
-        if tenant is None:
-            counts[BYPASSED] += 1
-            return func(*args, **kwargs)
-        token = set_tenant(tenant)
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            reset_tenant(token)
-
-    return wrapper
-
-
-def _fast_arity(state: CachedState) -> int:
-    """Number of positional args that qualifies for the L1 fast path, or -1."""
-    b = state.builder
-    if not b._fast_ok or state.l1 is None:
-        return -1
-    return b._nparams + (1 if state.skip_first else 0)
-
-
-def _wrapper_parts(state: CachedState) -> tuple[Any, ...]:
-    """What both wrapper builders bind as closure locals (read once, not per call)."""
-    l1 = state.l1
-    data: OrderedDict[Any, Any] = l1.data if l1 is not None else OrderedDict()
-    return (
-        state.func,
-        state.counts,
-        l1,
-        data.get,
-        data.move_to_end,
-        # 0: no self/cls; 1: left out of the key; 2: its class leads the key (owner_value).
-        (2 if state.builder.owner else 1) if state.skip_first else 0,
-        _fast_arity(state),
-        state.builder,
-        FAST_TYPES,
-        state.options.condition,
-        owner_tags.get,
-    )
-
-
-def _make_sync(state: CachedState) -> Callable[..., Any]:
-    (
-        func,
-        counts,
-        l1,
-        data_get,
-        move_to_end,
-        skip,
-        arity,
-        builder,
-        fast,
-        condition,
-        tags_get,
-    ) = _wrapper_parts(state)
-
-    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
-            counts[BYPASSED] += 1
-            return func(*args, **kwargs)
-        if state.plan is None:
-            state.resolve()  # first: it sets the digest key of @cache.secure
-        try:
-            lkey, bkey = builder.keys(args, kwargs)
-        except _Unbindable:
-            return func(*args, **kwargs)  # raises the natural TypeError
-        hit = state.l1_lookup(lkey)
-        if hit is not _NO_HIT:
-            return hit[0]
-        return miss(args, kwargs, lkey, bkey)
-
-    def miss(
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        lkey: Any,
-        bkey: str | None,
-        read: Any = True,
-    ) -> Any:
-        plan = state.resolve()
-        steps = miss_steps(state, plan, args, kwargs, lkey, bkey, read, _Flight)
-        return run_sync(state, plan, steps, args, kwargs)
-
-    if arity < 0 and l1 is None and builder._fast_ok and condition is None:
-        # No L1: read L2 first, outside single flight (which only coalesces computations).
-        l2_get = state.l2_get
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            plan = state.plan
-            if (
-                kwargs
-                or plan is None
-                or plan.backend is None
-                or not plan.enabled
-                or not (state.gens_ok or state.coherence is None)
-            ):
-                return slow(args, kwargs)
-            try:
-                lkey, bkey = builder.keys(args, kwargs)
-            except _Unbindable:
-                return func(*args, **kwargs)
-            value, payload, _ = l2_get(plan, bkey)
-            if value is not MISSING:
-                counts[L2_HITS] += 1
-                state.debug("L2 hit", bkey, args, kwargs)
-                return value
-            return miss(
-                args, kwargs, lkey, bkey, _UNREACHABLE if payload is _UNREACHABLE else False
-            )
-
-    elif arity < 0:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return slow(args, kwargs)
-
-    elif arity == 1 and not skip:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs or len(args) != 1:
-                return slow(args, kwargs)
-            a = args[0]
-            t = type(a)
-            if t not in fast:
-                return slow(args, kwargs)
-            k = (a, t)
-            e = data_get(k)
-            if e is not None and e[0] > monotonic():
-                counts[0] += 1
-                try:
-                    move_to_end(k)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
-            return miss(args, kwargs, k, None)
-
-    else:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs or len(args) != arity:
-                return slow(args, kwargs)
-            vals = args[1:] if skip else args
-            for v in vals:
-                if type(v) not in fast:
-                    return slow(args, kwargs)
-            if skip == 2:  # a method: its class leads the key (keys.owner_value)
-                first = args[0]
-                tag = tags_get(first if isinstance(first, type) else type(first))
-                if tag is None:  # not seen yet, or keyed by __cache_key__
-                    return slow(args, kwargs)
-                k = (tag, *vals, str, *map(type, vals))
-            else:
-                k = (*vals, *map(type, vals))
-            e = data_get(k)
-            if e is not None and e[0] > monotonic():
-                counts[0] += 1
-                try:
-                    move_to_end(k)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
-            return miss(args, kwargs, k, None)
-
-    assert L1_HITS == 0  # the wrappers bump counts[0] directly
-    return wrapper
-
-
-def _make_async(state: CachedState) -> Callable[..., Any]:
-    (
-        func,
-        counts,
-        _l1,
-        data_get,
-        move_to_end,
-        skip,
-        arity,
-        builder,
-        fast,
-        _condition,
-        tags_get,
-    ) = _wrapper_parts(state)
-
-    async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
-            counts[BYPASSED] += 1
-            return await func(*args, **kwargs)
-        if state.plan is None:
-            state.resolve()  # first: it sets the digest key of @cache.secure
-        try:
-            lkey, bkey = builder.keys(args, kwargs)
-        except _Unbindable:
-            return await func(*args, **kwargs)
-        hit = state.l1_lookup(lkey)
-        if hit is not _NO_HIT:
-            return hit[0]
-        return await miss(args, kwargs, lkey, bkey)
-
-    async def miss(
-        args: tuple[Any, ...], kwargs: dict[str, Any], lkey: Any, bkey: str | None
-    ) -> Any:
-        plan = state.resolve()
-        steps = miss_steps(state, plan, args, kwargs, lkey, bkey, True, _new_future)
-        return await run_async(state, plan, steps, args, kwargs)
-
-    if arity < 0:
-
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return await slow(args, kwargs)
-
-    else:
-
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs or len(args) != arity:
-                return await slow(args, kwargs)
-            vals = args[1:] if skip else args
-            for v in vals:
-                if type(v) not in fast:
-                    return await slow(args, kwargs)
-            if skip == 2:  # a method: its class leads the key (keys.owner_value)
-                first = args[0]
-                tag = tags_get(first if isinstance(first, type) else type(first))
-                if tag is None:  # not seen yet, or keyed by __cache_key__
-                    return await slow(args, kwargs)
-                k = (tag, *vals, str, *map(type, vals))
-            else:
-                k = (*vals, *map(type, vals))
-            e = data_get(k)
-            if e is not None and e[0] > monotonic():
-                counts[0] += 1
-                try:
-                    move_to_end(k)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
-            return await miss(args, kwargs, k, None)
-
-    return wrapper

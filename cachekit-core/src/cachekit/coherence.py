@@ -32,9 +32,17 @@ from _thread import allocate_lock
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, Protocol
 
-    from cachekit.cached import CachedState
+    class CachedState(Protocol):
+        """What the router uses of a decorated function's state (cachekit.cached)."""
+
+        l1: Any
+        builder: Any
+
+        def coherence_reset(self) -> None: ...
+        def coherence_key_changed(self, digest: str) -> None: ...
+
 
 __all__ = [
     "DEGRADED_L1_TTL",

@@ -89,7 +89,7 @@ def invalidate(*, namespace: str | None = None, tags: str | Iterable[str] | None
 def _environment_coherence() -> Any:
     """The coherence of the environment's backend, so that functions this process
     never imported are invalidated too (None when there is none or it fails)."""
-    from cachekit.cached import _backend_from_url
+    from cachekit._engine.plan import _backend_from_url
     from cachekit.config import Settings
     from cachekit.constants import CAP_INVALIDATION
 
@@ -221,7 +221,7 @@ def _opened() -> tuple[list[Any], list[Any]]:
     """What :func:`close` closes: (objects with a plain ``close()``, async backends)."""
     import inspect
 
-    from cachekit.cached import _url_backends
+    from cachekit._engine.plan import _url_backends
     from cachekit.constants import CAP_INVALIDATION
 
     owned = [b for b in list(_url_backends.values()) if b is not None]

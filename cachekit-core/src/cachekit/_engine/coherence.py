@@ -30,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from cachekit.cached import Plan
+    from cachekit._engine.options import Plan
     from cachekit.keys import KeyBuilder
 
 __all__ = ["CoherenceBook"]

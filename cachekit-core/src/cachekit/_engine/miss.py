@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Generator
     from typing import Any
 
-    from cachekit.cached import CachedState, Plan
+    from cachekit._engine.options import Plan
+
+    #: cachekit.cached.CachedState, which imports this module (no cycle, even for types).
+    CachedState = Any
 
     Steps = Generator[tuple[Any, ...], Any, Any]
 
@@ -261,7 +264,7 @@ def lock_steps(state: CachedState, plan: Plan, bkey: str, lock_key: str, token: 
 
 
 def get_or_lock_steps(
-    state: CachedState, plan: Plan, bkey: str, lock_key: str, token: str
+    state: CachedState, plan: Plan, bkey: str, lock_key: str, token: str, reread: bool
 ) -> Steps:
     """Read the key or take its lock, one round trip per attempt (CAP_ATOMIC_MISS).
 
@@ -284,7 +287,11 @@ def get_or_lock_steps(
             # compute without the lock and try the (unguarded) write.
             return _LOCK_FAILED if _unreachable(reply.error) else None
         blob, acquired = reply
-        value, payload, expires = state._read(plan, MISSING if blob is None else blob, bkey)
+        # reread: this call read the key already (and counted an unreadable entry).
+        value, payload, expires = state._read(
+            plan, MISSING if blob is None else blob, bkey, count=not reread
+        )
+        reread = False
         if acquired:
             return True
         if value is not MISSING:
@@ -380,7 +387,9 @@ def compute_steps(
         outcome: Any = None
         if state.atomic:  # read or not: one round trip reads again and locks
             lock_key, token = lock_key_for(bkey), os.urandom(16).hex()
-            outcome = yield from get_or_lock_steps(state, plan, bkey, lock_key, token)
+            outcome = yield from get_or_lock_steps(
+                state, plan, bkey, lock_key, token, reread=read is not True
+            )
         else:
             found = (yield from get_steps(state, plan, bkey)) if read else _NOT_READ
             value, payload, expires = found
