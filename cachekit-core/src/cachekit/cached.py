@@ -35,7 +35,6 @@ from cachekit._engine.miss import (
     _REENTER,
     _WAIT,
     _LeaderGone,
-    _retrieve_outcome,
     _transient,
     get_steps,
     run_sync,
@@ -85,7 +84,7 @@ from cachekit.tenancy import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -125,26 +124,6 @@ def all_states() -> list[CachedState]:
 
 
 # --- per-function state -----------------------------------------------------------------
-
-
-async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
-    """Await ``call`` in a task of its own, for Python 3.10, which has no Task.cancelling.
-
-    redis.asyncio wraps socket writes in asyncio.wait_for, which returns normally when its
-    caller is cancelled as the write completes (CPython gh-86296), so the cancellation is
-    lost. Here the caller waits on asyncio.wait, which never swallows one: a cancellation
-    cancels the call and is raised. The price, one task per backend call, is paid on 3.10 only.
-    """
-    import asyncio
-
-    task = asyncio.ensure_future(call)
-    try:
-        await asyncio.wait((task,))
-    except asyncio.CancelledError:
-        task.cancel()
-        task.add_done_callback(_retrieve_outcome)
-        raise
-    return task.result()
 
 
 class CachedState(CoherenceBook):
@@ -425,27 +404,11 @@ class CachedState(CoherenceBook):
         return bool(run_sync(self, plan, set_steps(self, plan, bkey, payload)))
 
     async def _acall(self, plan: Plan, method: str, *args: Any) -> Any:
-        b = plan.abackend
-        if plan.abackend_mode == "async":
-            from asyncio import CancelledError, current_task
-
-            # Cancellation requests so far (Task.cancelling, Python >= 3.11).
-            requests = getattr(current_task(), "cancelling", None)
-            if requests is None:
-                return await _keeping_cancellation(getattr(b, method)(*args))
-            asked = requests()
-            result = await getattr(b, method)(*args)
-            if requests() > asked:
-                # The caller was cancelled during the call, yet it returned: the backend's
-                # client lost the cancellation (redis.asyncio wraps writes in asyncio.wait_for,
-                # which can on Python 3.11: CPython gh-86296). Deliver it.
-                raise CancelledError
-            return result
-        if plan.abackend_mode == "inline":
-            return getattr(b, method)(*args)
-        import asyncio
-
-        return await asyncio.to_thread(getattr(b, method), *args)
+        """Call the async backend's ``method`` (a sync one inline or in a worker thread,
+        as the plan chose when it was built: Plan.acall)."""
+        acall = plan.acall
+        assert acall is not None  # async functions with a backend have one
+        return await acall(plan.abackend, method, *args)
 
     def _read(self, plan: Plan, blob: Any, bkey: str, count: bool = True) -> Any:
         """(value, payload, expires) of what an L2 read returned (sync and async).

@@ -12,7 +12,7 @@ from cachekit.errors import ConfigurationError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from typing import Any, ClassVar
 
 __all__ = [
@@ -134,6 +134,7 @@ class Plan(_Record):
     __slots__ = (
         "abackend",
         "abackend_mode",
+        "acall",
         "backend",
         "breaker",
         "enabled",
@@ -156,6 +157,8 @@ class Plan(_Record):
         backend: Any  # sync backend or None
         abackend: Any  # async backend (or a sync one, see abackend_mode) or None
         abackend_mode: str  # "async" | "inline" | "thread" | "none"
+        # How async code calls abackend: awaited, inline or in a thread (plan.ASYNC_CALLS)
+        acall: Callable[..., Awaitable[Any]] | None
         breaker: Any
         encryptor: Any
         signer: Any

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 
+from cachekit._engine.miss import _retrieve_outcome
 from cachekit._engine.options import (
     UNSET,
     Options,
@@ -37,6 +38,7 @@ from cachekit.tenancy import TenantEncryptors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from typing import Any, ClassVar
 
 __all__ = ["Resolved", "build_plan", "degraded"]
@@ -136,6 +138,7 @@ def build_plan(options: Options, *, name: str, is_async: bool, has_naming_key: b
         backend=backend,
         abackend=abackend,
         abackend_mode=mode,
+        acall=ASYNC_CALLS.get(mode),
         breaker=breaker,
         encryptor=encryptor,
         signer=signer,
@@ -298,3 +301,60 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+# --- how an async function calls its backend, chosen once per plan ------------------------
+
+
+async def _await_call(backend: Any, method: str, *args: Any) -> Any:
+    """An async backend's method, never losing the caller's cancellation."""
+    from asyncio import CancelledError, current_task
+
+    # Cancellation requests so far (Task.cancelling, Python >= 3.11).
+    requests = getattr(current_task(), "cancelling", None)
+    if requests is None:
+        return await _keeping_cancellation(getattr(backend, method)(*args))
+    asked = requests()
+    result = await getattr(backend, method)(*args)
+    if requests() > asked:
+        # The caller was cancelled during the call, yet it returned: the backend's
+        # client lost the cancellation (redis.asyncio wraps writes in asyncio.wait_for,
+        # which can on Python 3.11: CPython gh-86296). Deliver it.
+        raise CancelledError
+    return result
+
+
+async def _inline_call(backend: Any, method: str, *args: Any) -> Any:
+    """A sync backend that never blocks (capability "nonblocking"): called directly."""
+    return getattr(backend, method)(*args)
+
+
+async def _thread_call(backend: Any, method: str, *args: Any) -> Any:
+    """A blocking sync backend: called in a worker thread."""
+    import asyncio
+
+    return await asyncio.to_thread(getattr(backend, method), *args)
+
+
+async def _keeping_cancellation(call: Awaitable[Any]) -> Any:
+    """Await ``call`` in a task of its own, for Python 3.10, which has no Task.cancelling.
+
+    redis.asyncio wraps socket writes in asyncio.wait_for, which returns normally when its
+    caller is cancelled as the write completes (CPython gh-86296), so the cancellation is
+    lost. Here the caller waits on asyncio.wait, which never swallows one: a cancellation
+    cancels the call and is raised. The price, one task per backend call, is paid on 3.10 only.
+    """
+    import asyncio
+
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait((task,))
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_retrieve_outcome)
+        raise
+    return task.result()
+
+
+#: Plan.acall by Plan.abackend_mode.
+ASYNC_CALLS = {"async": _await_call, "inline": _inline_call, "thread": _thread_call}
