@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from contextlib import suppress
 from contextvars import ContextVar
-from random import random
 from time import monotonic
 
 from cachekit.constants import MISSING
@@ -213,6 +212,8 @@ def _pause(delay: float) -> float:
 
 
 def _jittered(delay: float) -> float:
+    from random import random  # only lock losers pay its import
+
     return delay * (0.5 + random())  # noqa: S311 (jitter, not a secret)
 
 
