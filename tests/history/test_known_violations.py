@@ -1,8 +1,6 @@
-"""Known violations found by the history checker, reproduced deterministically.
+"""Violations found by the history checker, reproduced deterministically.
 
-Each is a strict xfail with the reason: when the engine fixes it, the test passes and
-xfail_strict turns that into a failure, as a reminder to drop the xfail and the
-checker's allowance for it (history_checker.KNOWN_STALE_GENERATION).
+Each was a strict xfail until the engine fixed it, and stays as a regression test.
 """
 
 from __future__ import annotations
@@ -19,13 +17,6 @@ import stale_generation_child as shared
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN_STALE_GENERATION: invalidate_cache(args) keys the entry with the "
-    "generation its process last heard of, so right after another process's namespace "
-    "invalidation it replaces the old generation's entry and misses the live one",
-)
 def test_an_entry_invalidation_right_after_another_process_bumped_the_namespace(
     redis_server: Any, tcp_proxy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,6 +50,8 @@ def test_an_entry_invalidation_right_after_another_process_bumped_the_namespace(
         # generation (computed from the source before our change).
         _expect(child.stdout.readline().strip(), "DONE 1")
         shared.SOURCE["k"] = 2  # change the source, then invalidate: the writer protocol
+        # Before the fix, the key carried the generation this process last heard of:
+        # the tombstone replaced the old generation's entry, not the live one.
         shared.profile.invalidate_cache("k")
         proxy.pass_through()
         time.sleep(0.5)  # the delayed notice of the bump has arrived
