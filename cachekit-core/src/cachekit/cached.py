@@ -540,10 +540,16 @@ class CachedState(CoherenceBook):
                 )
         return (given, *args)
 
-    def _fresh_salt(self) -> None:
-        """Keys computed outside a call (cache_key, invalidate) need current generations."""
+    def _fresh_salt(self, reread: bool = False) -> None:
+        """Keys computed outside a call (cache_key, invalidate) need current generations.
+
+        ``reread``: read them even when no notice said they changed. An entry's
+        invalidation does: another process may have bumped a generation whose notice
+        has not arrived yet, and a key with the old one would replace an entry nobody
+        reads any more while the live one keeps its old value.
+        """
         self.resolve()
-        if self.coherence is not None and not self.gens_ok:
+        if self.coherence is not None and (reread or not self.gens_ok):
             self.refresh_generations()
 
     def _tenant_scope(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -588,7 +594,7 @@ class CachedState(CoherenceBook):
                     "or call invalidate_cache() to drop every tenant's entries."
                 )
             return None
-        self._fresh_salt()
+        self._fresh_salt(reread=True)
         try:
             args = self._key_args(args, kwargs)
             with self._tenant_scope(args, kwargs):
