@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,8 @@ def run_history(
     cache = RedisServer(name="history-cache")
     proxy = TcpProxy(cache.address)
     procs: list[subprocess.Popen[str]] = []
+    schedule = FaultSchedule(seed, cache, proxy)
+    schedule_thread: threading.Thread | None = None
     errors = [open(out / f"worker{i}.err", "w") for i in range(workers)]  # noqa: SIM115
     try:
         env = _worker_env(proxy.url if shared_backend else None, source.url)
@@ -191,7 +194,6 @@ def run_history(
             proc.stdin.write("GO\n")
             proc.stdin.flush()
         deadline = time.monotonic() + seconds
-        schedule = FaultSchedule(seed, cache, proxy)
         if faults:
             schedule_thread = threading.Thread(target=schedule.run, args=(deadline,), daemon=True)
             schedule_thread.start()
@@ -204,7 +206,7 @@ def run_history(
                 raise RuntimeError(
                     f"worker {index} exited with {proc.returncode}; see {out}/worker{index}.err"
                 )
-        if faults:
+        if schedule_thread is not None:
             schedule.stop.set()
             schedule_thread.join(30)
             if schedule.errors:
@@ -234,6 +236,9 @@ def run_history(
                 log.write(json.dumps(record) + "\n")
         return check(records, GROUPS), records, out
     finally:
+        schedule.stop.set()  # no restart may start a server after the clean-up below
+        if schedule_thread is not None:
+            schedule_thread.join(30)
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -271,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         help="keep running runs with new seeds for this many seconds in all",
     )
     args = parser.parse_args(argv)
+    # Interrupted (Ctrl-C, or SIGTERM; a background job ignores SIGINT), the run still
+    # stops its workers and Redis servers: the exception unwinds through run_history.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     began = time.monotonic()
     totals: dict[str, Any] = {
