@@ -41,16 +41,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-#: A known violation, kept out of ``violations`` until the engine fixes it (reported in
-#: ``known``): ``invalidate_cache(args)`` computes the entry's key with the generations
-#: this process last heard of. Within the notice delay after another process's
-#: ``cachekit.invalidate(namespace=/tags=)`` or ``cache_clear()``, that is the old
-#: generation: the tombstone lands on the old key, and the entry other processes read
-#: (under the new generation) keeps an old value for its TTL. Found by seeds 9513 and
-#: 279498 (60 s runs; see tests/history/test_history_run.py); reproduced as a strict
-#: xfail in test_known_violations.py: when that passes, drop this allowance.
-KNOWN_STALE_GENERATION = "an entry invalidation computed its key with an old generation"
-
 BOUND = 0.05  # B: how soon after an invalidation returned every process stops serving the old value
 FAULT_BEFORE = 0.5  # an invalidation this close before a fault started is uncertain
 FAULT_AFTER = (
@@ -90,9 +80,6 @@ class Report:
     missed_reads: int = 0  # stale reads left out: the reader's stream was down meanwhile
     bound: float = BOUND
     violations: list[Violation] = field(default_factory=list)
-    # Stale reads of the known kind KNOWN_STALE_GENERATION describes (not violations).
-    known: list[Violation] = field(default_factory=list)
-    worst_known: float = 0.0  # the staleness of the worst of those
 
     @property
     def ok(self) -> bool:
@@ -114,11 +101,6 @@ class Report:
             f"{self.stalls} ({self.missed_reads} old reads left out: the reader's stream "
             f"was down)",
         ]
-        if self.known:
-            lines.append(
-                f"known violations (an entry invalidation with an old generation): "
-                f"{len(self.known)}, worst {self.worst_known * 1000:.1f} ms"
-            )
         by_rule = Counter(v.rule for v in self.violations)
         if by_rule:
             lines.append("violations by rule: " + ", ".join(f"{r} {n}" for r, n in by_rule.items()))
@@ -274,46 +256,11 @@ def check(
                 r,
                 cause,
             )
-            if _stale_generation(violation, invs, groups):
-                report.known.append(violation)
-                report.worst_known = max(report.worst_known, staleness)
-                continue  # not in the worst staleness: that is the engine's figure
             violations.append(violation)
         if staleness > report.worst_staleness:
             report.worst_staleness = staleness
             report.worst_read = r
     return report
-
-
-#: How long after another process's generation bump an entry invalidation may still
-#: use the old generation (the notice's delay, generously).
-NOTICE_DELAY = 0.1
-
-
-def _stale_generation(
-    violation: Violation, invs: list[dict[str, Any]], groups: dict[str, dict[str, Any]]
-) -> bool:
-    """Is this the known violation KNOWN_STALE_GENERATION describes?
-
-    The cause is an entry invalidation; shortly before it (within NOTICE_DELAY) another
-    process invalidated a function, namespace or tag covering the entry (a generation
-    bump), and the old value was computed after that bump began, so under the new
-    generation's key, which the entry invalidation did not touch.
-    """
-    cause, read = violation.cause, violation.record
-    if cause is None or cause["scope"]["kind"] != "entry":
-        return False
-    computed = read["value"].get("at")
-    for bump in invs:
-        if (
-            bump["scope"]["kind"] != "entry"
-            and bump.get("process") != cause.get("process")
-            and cause["start"] - NOTICE_DELAY <= bump["start"] <= cause["end"]
-            and (computed is None or computed >= bump["start"])
-            and covers(bump["scope"], read["fn"], read["key"], groups)
-        ):
-            return True
-    return False
 
 
 _Timeline = tuple[list[float], list[int], list[int], list[dict[str, Any]]]
