@@ -166,11 +166,11 @@ def test_a_blob_swapped_between_functions_fails_authentication(master_key):
 
 
 def test_ttl_none_under_encryption_still_records_an_authenticated_expiry(master_key, monkeypatch):
-    from cachekit import cached
+    from cachekit._engine import l2  # seals and reads the entries
     from cachekit.config import SECURE_MAX_TTL
 
     now = 1_800_000_000.0
-    monkeypatch.setattr(cached, "time", lambda: now)
+    monkeypatch.setattr(l2, "time", lambda: now)
     store = DictBackend()
     calls = []
 
