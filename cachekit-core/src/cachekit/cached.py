@@ -36,6 +36,9 @@ from cachekit._engine.miss import (
     _REENTER,
     _WAIT,
     _LeaderGone,
+    maintenance_steps,
+    run_async,
+    run_sync,
 )
 from cachekit._engine.options import (
     UNSET,
@@ -547,34 +550,18 @@ class CachedState(L2Access, CoherenceBook):
         if plan.backend is None and plan.abackend is None:
             return 0
         self._check_sync_maintenance(plan)
+        steps = maintenance_steps(self, plan, method, *args)
         if plan.backend is None and plan.abackend_mode == "async":
             import asyncio
 
-            return asyncio.run(self._abackend_call(plan, method, *args))
-        backend = plan.backend if plan.backend is not None else plan.abackend
-        try:
-            return getattr(backend, method)(*args)
-        except Exception as exc:
-            self._backend_failed(plan, method, exc)
-            return 0
+            return asyncio.run(run_async(self, plan, steps))
+        return run_sync(self, plan, steps)
 
     async def _abackend_call(self, plan: Plan, method: str, *args: Any) -> Any:
         """A maintenance call from async code, failing open."""
-        if plan.abackend is None:
-            if plan.backend is None:
-                return 0
-            import asyncio
-
-            try:
-                return await asyncio.to_thread(getattr(plan.backend, method), *args)
-            except Exception as exc:
-                self._backend_failed(plan, method, exc)
-                return 0
-        try:
-            return await self._acall(plan, method, *args)
-        except Exception as exc:
-            self._backend_failed(plan, method, exc)
+        if plan.backend is None and plan.abackend is None:
             return 0
+        return await run_async(self, plan, maintenance_steps(self, plan, method, *args))
 
     def info(self) -> CacheInfo:
         l1 = self.l1

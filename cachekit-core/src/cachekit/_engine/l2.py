@@ -12,6 +12,7 @@ from __future__ import annotations
 from time import monotonic, time
 
 from cachekit._engine.miss import _transient, get_steps, run_sync, set_steps
+from cachekit._engine.plan import _thread_call
 from cachekit.constants import MISSING, TOMBSTONE_PREFIX
 from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unseal
 from cachekit.stats import ERRORS, INVALID
@@ -155,7 +156,8 @@ class L2Access:
         """Call the async backend's ``method`` (a sync one inline or in a worker thread,
         as the plan chose when it was built: Plan.acall)."""
         acall = plan.acall
-        assert acall is not None  # async functions with a backend have one
+        if acall is None:  # a sync function's backend, maintained from async code
+            return await _thread_call(plan.backend, method, *args)
         return await acall(plan.abackend, method, *args)
 
     def _read(self, plan: Plan, blob: Any, bkey: str, count: bool = True) -> Any:

@@ -200,6 +200,17 @@ def set_and_unlock_steps(
         state._refused(bkey)
 
 
+def maintenance_steps(state: CachedState, plan: Plan, method: str, *args: Any) -> Steps:
+    """A maintenance call (delete, tombstone, clear) failing open: its reply, or 0 when
+    it failed (counted, fed to the breaker, logged). Not gated by the breaker: an
+    invalidation is always tried."""
+    reply = yield (IO, method, args)
+    if type(reply) is _Failed:
+        state._backend_failed(plan, method, reply.error)
+        return 0
+    return reply
+
+
 def unlock_steps(state: CachedState, plan: Plan, lock_key: str, token: str) -> Steps:
     """Release the lock, unless the breaker is open: the lease frees it anyway."""
     yield from backend_io(state, plan, "unlock", "release_lock", lock_key, token)
@@ -491,8 +502,10 @@ async def run_async(
 
 
 def _io(state: CachedState, plan: Plan, request: Any, args: Any, kwargs: Any) -> Any:
+    # The sync backend; for an async function's maintenance from sync code, its sync one.
+    backend = plan.backend if plan.backend is not None else plan.abackend
     try:
-        return getattr(plan.backend, request[1])(*request[2])
+        return getattr(backend, request[1])(*request[2])
     except Exception as exc:
         return _Failed(exc)
 
