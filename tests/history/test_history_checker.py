@@ -311,3 +311,50 @@ def test_a_stall_of_the_readers_process_counts_as_an_outage() -> None:
     elsewhere = {**stall, "process": 2}
     report = check([*PROTOCOL, inv(ENTRY, 10.002), read("f", "k", 1, 10.3), elsewhere], GROUPS)
     assert rules(report) == ["stale"]
+
+
+# -- the known violation (history_checker.KNOWN_FLIGHT_JOIN) ------------------------------
+
+
+def _joined(leader_start: float, leader_process: int = 1) -> list[dict]:
+    """Process 1's late read returns the computation of a read that was in flight."""
+    leader = read("f", "k", 1, leader_start, 10.2, process=leader_process)
+    late = read("f", "k", 1, 10.1, 10.2)
+    for r in (leader, late):
+        r["value"].update(by=1, at=9.95)
+    return [*PROTOCOL, inv(ENTRY, 10.002), leader, late]
+
+
+def test_a_call_that_joined_a_flight_from_before_the_invalidation_is_known() -> None:
+    report = check(_joined(leader_start=9.9), GROUPS)
+    assert report.ok, report.violations
+    assert [v.record["start"] for v in report.known] == [10.1]
+    assert report.worst_staleness == 0.0 and report.worst_known == pytest.approx(0.096)
+    assert "known violations (a call joined a computation an invalidation had overtaken): 1" in (
+        report.summary()
+    )
+
+
+@pytest.mark.parametrize(
+    ("leader_start", "leader_process"),
+    [(10.08, 1), (9.9, 2)],
+    ids=["leader-not-entitled", "leader-in-another-process"],
+)
+def test_a_stale_read_unlike_a_joined_flight_stays_a_violation(
+    leader_start: float, leader_process: int
+) -> None:
+    report = check(_joined(leader_start, leader_process), GROUPS)
+    assert "stale" in rules(report) and not report.known
+
+
+def test_the_recorded_history_of_seed_502088_is_the_known_flight_join() -> None:
+    import json
+    from pathlib import Path
+
+    from history_worker import GROUPS as WORKER_GROUPS
+
+    path = Path(__file__).with_name("regressions") / "seed-502088.jsonl"
+    history = [json.loads(line) for line in path.read_text().splitlines()]
+    report = check(history, WORKER_GROUPS)
+    assert report.ok, report.violations
+    assert len(report.known) == 1

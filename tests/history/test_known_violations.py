@@ -1,12 +1,16 @@
 """Violations found by the history checker, reproduced deterministically.
 
-Each was a strict xfail until the engine fixed it, and stays as a regression test.
+Each is a strict xfail while the engine has the bug (when it is fixed, the test passes
+and xfail_strict fails it: drop the marker, and the checker's allowance if it has one),
+and stays afterwards as a regression test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -74,3 +78,80 @@ def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEKIT_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     return env
+
+
+_JOINED = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="KNOWN_FLIGHT_JOIN: a call that starts after an invalidation returned joins "
+    "the single flight that started before it, and gets the value computed from the "
+    "old source (history_checker.KNOWN_FLIGHT_JOIN; seed 502088)",
+)
+
+
+@_JOINED
+def test_a_call_after_an_invalidation_does_not_join_a_computation_from_before_it() -> None:
+    import cachekit
+    from cachekit import cache
+
+    source = {"v": 1}
+    release = threading.Event()
+
+    @cache(ttl=60, namespace="flightjoin", backend=None)
+    def slow(key: str) -> int:
+        value = source["v"]
+        _wait_for(release)
+        return value
+
+    first: dict[str, int] = {}
+    leader = threading.Thread(target=lambda: first.setdefault("v", slow("k")))
+    leader.start()
+    try:
+        time.sleep(0.05)  # the leader has read the source and computes
+        source["v"] = 2  # change the source, then invalidate: the writer protocol
+        cachekit.invalidate(namespace="flightjoin")
+        second: dict[str, int] = {}
+        late = threading.Thread(target=lambda: second.setdefault("v", slow("k")))
+        late.start()
+        time.sleep(0.05)
+    finally:
+        release.set()
+        leader.join(5)
+    late.join(5)
+    assert first["v"] == 1  # started before the invalidation: may be old
+    assert second["v"] == 2
+
+
+@_JOINED
+def test_an_awaited_call_after_an_invalidation_does_not_join_a_computation_from_before_it() -> None:
+    from cachekit import cache
+
+    source = {"v": 1}
+
+    gate: dict[str, asyncio.Event] = {}
+
+    @cache(ttl=60, backend=None)
+    async def slow(key: str) -> int:
+        value = source["v"]
+        await gate["release"].wait()
+        return value
+
+    async def scenario() -> tuple[int, int]:
+        gate["release"] = asyncio.Event()
+        leader = asyncio.create_task(slow("k"))
+        await asyncio.sleep(0.05)
+        source["v"] = 2  # change the source, then invalidate: the writer protocol
+        await slow.ainvalidate_cache("k")
+        late = asyncio.create_task(slow("k"))
+        await asyncio.sleep(0.05)
+        gate["release"].set()
+        return await leader, await late
+
+    first, second = asyncio.run(scenario())
+    assert first == 1
+    assert second == 2
+
+
+def _wait_for(event: threading.Event) -> None:
+    if not event.wait(5):
+        raise RuntimeError("set-up: never released")
