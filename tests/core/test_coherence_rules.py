@@ -154,3 +154,60 @@ def test_a_miss_computing_during_an_invalidation_does_not_store_its_old_value():
     runner.join(5)
     assert other(1) == {"v": "v2"}  # not the old value, stored after the invalidation
     assert mine(1) == {"v": "v2"}
+
+
+# --- rule: an L1-only function does not resurrect a value computed before its invalidation ---
+
+
+@pytest.mark.parametrize("how", ["one entry", "whole function", "namespace"])
+def test_an_l1_only_miss_computing_during_an_invalidation_does_not_fill_l1(how):
+    import threading
+
+    source = {"v": 1}
+    reading, release = threading.Event(), threading.Event()
+
+    @cache(ttl=60, backend=None, namespace="l1only-resurrect", single_flight=False)
+    def slow(key: str) -> int:
+        value = source["v"]
+        reading.set()
+        assert release.wait(5)
+        return value
+
+    out: dict[str, int] = {}
+    miss = threading.Thread(target=lambda: out.setdefault("v", slow("k")))
+    miss.start()
+    assert reading.wait(5)  # the miss has read the old source
+    source["v"] = 2
+    if how == "one entry":
+        slow.invalidate_cache("k")
+    elif how == "whole function":
+        slow.cache_clear()
+    else:
+        cachekit.invalidate(namespace="l1only-resurrect")
+    release.set()
+    miss.join(5)
+    assert out["v"] == 1  # it started before the invalidation: may return the old value
+    reading.clear()
+    assert slow("k") == 2  # ...but must not leave it in L1 for later callers
+
+
+def test_an_async_l1_only_miss_computing_during_an_invalidation_does_not_fill_l1():
+    import asyncio
+
+    source = {"v": 1}
+
+    @cache(ttl=60, backend=None, single_flight=False)
+    async def slow(key: str) -> int:
+        value = source["v"]
+        await asyncio.sleep(0.05)
+        return value
+
+    async def scenario() -> tuple[int, int]:
+        miss = asyncio.create_task(slow("k"))
+        await asyncio.sleep(0.01)  # the miss has read the old source
+        source["v"] = 2
+        await slow.ainvalidate_cache("k")
+        first = await miss
+        return first, await slow("k")
+
+    assert asyncio.run(scenario()) == (1, 2)

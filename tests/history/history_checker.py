@@ -41,14 +41,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-#: A known violation, kept out of ``violations`` (and reported in ``known``) until the
-#: engine fixes it: a call that starts after an invalidation returned joins the single
-#: flight of a call that started before (or within the bound after) it, and returns
-#: the value computed from the old source. Found by seed 502088 (a flight held up
-#: 170 ms by a stalled lock holder); reproduced as strict xfails in
-#: test_known_violations.py: when those pass, drop this allowance.
-KNOWN_FLIGHT_JOIN = "a call joined a computation that an invalidation had overtaken"
-
 BOUND = 0.05  # B: how soon after an invalidation returned every process stops serving the old value
 FAULT_BEFORE = 0.5  # an invalidation this close before a fault started is uncertain
 FAULT_AFTER = (
@@ -88,9 +80,6 @@ class Report:
     missed_reads: int = 0  # stale reads left out: the reader's stream was down meanwhile
     bound: float = BOUND
     violations: list[Violation] = field(default_factory=list)
-    # Stale reads of the kind KNOWN_FLIGHT_JOIN describes (not counted as violations).
-    known: list[Violation] = field(default_factory=list)
-    worst_known: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -112,11 +101,6 @@ class Report:
             f"{self.stalls} ({self.missed_reads} old reads left out: the reader's stream "
             f"was down)",
         ]
-        if self.known:
-            lines.append(
-                f"known violations (a call joined a computation an invalidation had "
-                f"overtaken): {len(self.known)}, worst {self.worst_known * 1000:.1f} ms"
-            )
         by_rule = Counter(v.rule for v in self.violations)
         if by_rule:
             lines.append("violations by rule: " + ", ".join(f"{r} {n}" for r, n in by_rule.items()))
@@ -158,13 +142,6 @@ def check(
 ) -> Report:
     report = Report(bound=bound)
     reads = [r for r in records if r["op"] == "read"]
-    # Reads that returned one computation's value (who computed it, when), per process:
-    # the callers of one single flight.
-    flights: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for r in reads:
-        value = r.get("value")
-        if isinstance(value, dict) and "at" in value:
-            flights[_flight(r)].append(r)
     writes = [r for r in records if r["op"] == "write"]
     invs = [r for r in records if r["op"] == "inv"]
     faults = [r for r in records if r["op"] == "fault"]
@@ -279,10 +256,6 @@ def check(
                 r,
                 cause,
             )
-            if _joined_flight(r, cause, flights, bound):
-                report.known.append(violation)
-                report.worst_known = max(report.worst_known, staleness)
-                continue  # not in the worst staleness: that is the engine's figure
             violations.append(violation)
         if staleness > report.worst_staleness:
             report.worst_staleness = staleness
@@ -365,33 +338,6 @@ def stream_outages(records: list[dict[str, Any]]) -> dict[Any, _Windows]:
         if r["op"] == "stall":
             outages.setdefault(r.get("process"), []).append((r["start"], r["end"]))
     return outages
-
-
-def _flight(r: dict[str, Any]) -> tuple[Any, ...]:
-    value = r["value"]
-    return (r.get("process"), r["fn"], r["key"], value.get("by"), value.get("at"))
-
-
-def _joined_flight(
-    r: dict[str, Any],
-    cause: dict[str, Any] | None,
-    flights: dict[tuple[Any, ...], list[dict[str, Any]]],
-    bound: float,
-) -> bool:
-    """Is this stale read the known kind KNOWN_FLIGHT_JOIN describes?
-
-    Another read in the same process returned the same computation, was in flight when
-    this one started, and itself started before ``cause`` returned or within the bound
-    after it (so it was entitled to the old value): this read joined its flight.
-    """
-    if cause is None:
-        return False
-    return any(
-        other is not r
-        and other["start"] < r["start"] <= other["end"]
-        and other["start"] <= cause["end"] + bound
-        for other in flights.get(_flight(r), ())
-    )
 
 
 def _prefix_max(pairs: list[tuple[float, int]]) -> tuple[list[float], list[int]]:

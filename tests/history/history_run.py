@@ -253,9 +253,6 @@ def run_history(
 def report_text(report: Report, seed: int, seconds: float, workers: int, elapsed: float) -> str:
     text = f"seed {seed}, {seconds:g} s, {workers} workers ({elapsed:.1f} s with start-up)\n"
     text += report.summary()
-    if report.known:
-        text += "\nknown (history_checker.KNOWN_FLIGHT_JOIN), the first:\n"
-        text += str(report.known[0])
     if report.violations:
         text += "\n" + "\n".join(str(v) for v in report.violations[:10])
         text += f"\nreplay: {replay_command(seed, seconds, workers)}"

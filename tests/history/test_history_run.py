@@ -5,8 +5,7 @@ functions, change the source of truth and invalidate, while Redis is killed and
 restarted, paused, slowed down and cut off (history_run.py); the checker
 (history_checker.py) then verifies the whole history. ``make soak`` runs the same with
 random seeds for longer. A seed that ever failed is added to REGRESSION_SEEDS, and an
-excerpt of its history to regressions/. Stale reads of the known kind
-(history_checker.KNOWN_FLIGHT_JOIN) are counted apart and do not fail the run.
+excerpt of its history to regressions/.
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ SEED = 12
 # (test_history_checker.py). 9513 and 279498: an entry invalidation keyed with an old
 # generation (fixed; test_known_violations.py); 972014: a
 # notification stream that came back 1.3 s after a restart (now read as an outage);
-# 502088: KNOWN_FLIGHT_JOIN.
+# 502088: a call joined a single flight that an invalidation had overtaken (fixed;
+# test_known_violations.py).
 REGRESSION_SEEDS = [9513, 279498, 972014, 502088]
 REGRESSION_SECONDS = 5.0
 

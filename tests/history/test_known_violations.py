@@ -80,16 +80,6 @@ def _environment() -> dict[str, str]:
     return env
 
 
-_JOINED = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN_FLIGHT_JOIN: a call that starts after an invalidation returned joins "
-    "the single flight that started before it, and gets the value computed from the "
-    "old source (history_checker.KNOWN_FLIGHT_JOIN; seed 502088)",
-)
-
-
-@_JOINED
 def test_a_call_after_an_invalidation_does_not_join_a_computation_from_before_it() -> None:
     import cachekit
     from cachekit import cache
@@ -122,7 +112,6 @@ def test_a_call_after_an_invalidation_does_not_join_a_computation_from_before_it
     assert second["v"] == 2
 
 
-@_JOINED
 def test_an_awaited_call_after_an_invalidation_does_not_join_a_computation_from_before_it() -> None:
     from cachekit import cache
 

@@ -144,7 +144,7 @@ class CachedState(L2Access, CoherenceBook):
         # A plan built while the backend failed is L1 only, and rebuilt at this time.
         self.replan_at: float | None = None
         self._plan_lock = allocate_lock()
-        self.inflight: dict[Any, Any] = {}
+        self.inflight: dict[Any, tuple[Any, int]] = {}  # lkey -> (flight, its epoch)
         self.inflight_lock = allocate_lock()
         self._last_error_log = -1e9
         self._warned: set[str] = set()
@@ -244,6 +244,8 @@ class CachedState(L2Access, CoherenceBook):
         if not self.fill_allowed(epoch, bkey, lkey):
             return  # invalidated while this miss was running: don't resurrect
         l1.put(lkey, pair[0], pair[1], ttl)
+        if self.epoch != epoch:  # an invalidation landed between the check and the put
+            l1.pop(lkey)
 
     def debug(self, event: str, bkey: str | None, args: Any, kwargs: Any) -> None:
         """DEBUG line for a miss-path event, naming only the hashed part of the key."""
@@ -469,6 +471,7 @@ class CachedState(L2Access, CoherenceBook):
         plan = self.resolve()
         self._check_sync_maintenance(plan)
         lkey, bkey = target
+        self.note_invalidation()
         removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
         return removed + int(bool(self._backend_call(plan, *self._remove_op(plan, bkey))))
 
@@ -497,6 +500,7 @@ class CachedState(L2Access, CoherenceBook):
     ) -> tuple[str | None, int]:
         """(backend key, L1 entries dropped) of one entry; the key is None for every entry."""
         target = self._targets(args, kwargs)
+        self.note_invalidation()
         if target is None:
             return None, self.l1.clear() if self.l1 is not None else 0
         lkey, bkey = target
@@ -519,6 +523,7 @@ class CachedState(L2Access, CoherenceBook):
             self.bump_generation(self.gen_keys[0])
             return removed
         self._check_sync_maintenance(plan)
+        self.note_invalidation()
         removed = self.l1.clear() if self.l1 is not None else 0
         return removed + int(self._backend_call(plan, "clear", self.builder.prefix) or 0)
 
@@ -527,6 +532,7 @@ class CachedState(L2Access, CoherenceBook):
             import asyncio
 
             return await asyncio.to_thread(self.clear)
+        self.note_invalidation()
         removed = self.l1.clear() if self.l1 is not None else 0
         plan = self.resolve()
         return removed + int(await self._abackend_call(plan, "clear", self.builder.prefix) or 0)
@@ -636,12 +642,20 @@ class CachedState(L2Access, CoherenceBook):
         _REENTER when this very thread or task already leads it: the function calls
         itself with the same arguments, and waiting for itself would never end, so it
         computes outside the flight, like plain Python recursion.
+
+        A flight started before an invalidation that has since reached this function
+        (its epoch moved) is not joined: its value may come from the old source. The
+        caller starts a new flight in its place, which later callers join; the old
+        one still serves the callers that joined it before the invalidation.
         """
         with self.inflight_lock:
-            flight = self.inflight.get(lkey)
-            if flight is None:
-                flight = self.inflight[lkey] = new()
+            entry = self.inflight.get(lkey)
+            epoch = self.epoch
+            if entry is None or entry[1] != epoch:
+                flight = new()
+                self.inflight[lkey] = (flight, epoch)
                 return flight, _LEADING.set((*_LEADING.get(), flight))
+            flight = entry[0]
         return flight, (_REENTER if flight in _LEADING.get() else _WAIT)
 
     def leave_flight(
@@ -655,7 +669,8 @@ class CachedState(L2Access, CoherenceBook):
             # A cancelled or interrupted leader is nobody else's outcome: a waiter takes over.
             flight.set_exception(error if isinstance(error, Exception) else _LeaderGone())
         with self.inflight_lock:
-            if self.inflight.get(lkey) is flight:
+            entry = self.inflight.get(lkey)
+            if entry is not None and entry[0] is flight:
                 del self.inflight[lkey]
 
     def after_fork(self) -> None:

@@ -71,6 +71,13 @@ class CoherenceBook:
 
     # -- epochs: what may enter L1 -------------------------------------------------
 
+    def note_invalidation(self) -> None:
+        """This process invalidates entries of the function (called before its L1 is
+        touched): a computation that started before may neither fill L1 nor be joined
+        by a later caller (enter_flight)."""
+        with self._coh_lock:
+            self.epoch += 1
+
     def fill_lifetime(self, bkey: str | None, ttl: float | None) -> float | None:
         """An L1 entry whose change notice may be lost lives at most DEGRADED_L1_TTL."""
         coherence = self.coherence
@@ -85,7 +92,7 @@ class CoherenceBook:
         the miss began: a value computed before it must not be resurrected.
         """
         if self.coherence is None:
-            return True
+            return self.epoch == epoch  # only this process's invalidations move it
         with self._coh_lock:
             if self.epoch != epoch:
                 return False
