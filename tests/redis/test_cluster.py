@@ -1013,7 +1013,9 @@ def test_a_lock_carried_over_by_a_promoted_replica_does_not_hold_callers_for_its
     cluster = LocalRedisCluster(3, name="orphan")
     try:
         url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
-        lease = 10.0
+        # Long enough that the orphan outlives a slow promotion on a loaded machine (the
+        # oldest(3.10) leg once needed more than 8 s from the SET to the routed check).
+        lease = 40.0
         backend = RedisBackend(
             url, circuit_breaker=BreakerConfig(failure_threshold=2, recovery_timeout=60.0)
         )
