@@ -1029,6 +1029,35 @@ class LocalRedisCluster:
         node.kill()
         return node
 
+    def wait_promoted(
+        self, replica: RedisServer, timeout: float = 20.0, election: float = 8.0
+    ) -> str:
+        """Wait until ``replica`` (of a killed master) is a master; return how it got there.
+
+        The cluster's own election usually promotes it within 2-3 s (node-timeout 1000 ms,
+        then a vote). On a loaded machine an election can miss its vote window and the
+        retry comes seconds later; after ``election`` seconds the replica is promoted with
+        ``CLUSTER FAILOVER TAKEOVER`` (no vote needed), so tests of what a client does
+        after a promotion do not depend on how quickly Redis elects. Returns ``"election"``
+        or ``"takeover"``.
+        """
+        start = time.monotonic()
+        how = "election"
+        while replica.info("replication").get("role") != "master":
+            waited = time.monotonic() - start
+            if how == "election" and waited > election:
+                how = "takeover"
+                with contextlib.suppress(redis.RedisError):
+                    replica.execute("CLUSTER", "FAILOVER", "TAKEOVER")
+            if waited > timeout:
+                raise RedisSetupError(
+                    f"{replica!r} was not promoted within {timeout}s "
+                    f"(election, then CLUSTER FAILOVER TAKEOVER after {election}s)\n"
+                    + replica.log_tail()
+                )
+            time.sleep(0.05)
+        return how
+
     def wait_node_failed(self, index: int, timeout: float = 10.0) -> None:
         """Wait until the other nodes flag node ``index`` as ``fail`` (after node-timeout)."""
         dead_port = self.nodes[index].port
