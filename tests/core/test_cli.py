@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cachekit import __version__, cli
+from cachekit.cli import _demo
 
 MASTER_KEY = "0123456789abcdef" * 4  # 32 bytes: a valid, recognisable key
 SIGNING_KEY = "fedcba9876543210" * 4
@@ -447,7 +448,7 @@ class _Terminal(io.StringIO):
 
 def test_progress_redraws_one_line_on_a_terminal() -> None:
     stream = _Terminal()
-    progress = cli._Progress(2, stream)
+    progress = _demo._Progress(2, stream)
     progress.step(0, "load_report(1)")
     progress.stepped(1, "load_report(1)", 0.25)
     progress.step(1, "load_report(2)")
@@ -458,7 +459,7 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
     assert text.endswith("\n")
     frames = text.rstrip("\n").split("\r")[1:]
     assert len(frames) == 4
-    assert "[" + "#" * cli._Progress.WIDTH + "] 2/2" in frames[-1]
+    assert "[" + "#" * _demo._Progress.WIDTH + "] 2/2" in frames[-1]
     assert "250.0 ms" in frames[-1]
 
 
