@@ -998,8 +998,8 @@ def test_a_promoted_replica_serves_the_dead_masters_keys_while_its_breaker_is_op
         cluster.cleanup()
     report_figures(
         f"[cluster] {flavor}: kill -9 of a master with a replica: promoted "
-        f"{promoted_at - killed_at:.1f} s after the kill (by {promoted_by}); its keys hit L2 on the new master "
-        f"{back * 1000:.0f} ms later (node breaker recovery 60 s)"
+        f"{promoted_at - killed_at:.1f} s after the kill (by {promoted_by}); its keys hit L2 "
+        f"on the new master {back * 1000:.0f} ms later (node breaker recovery 60 s)"
     )
 
 

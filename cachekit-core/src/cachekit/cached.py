@@ -27,6 +27,7 @@ from _thread import allocate_lock
 from contextlib import nullcontext
 from time import monotonic, time
 
+from cachekit._engine.clone import l1_form
 from cachekit._engine.coherence import CoherenceBook
 from cachekit._engine.hit import make_wrapper
 from cachekit._engine.l2 import L2Access, _log
@@ -325,7 +326,9 @@ class CachedState(L2Access, CoherenceBook):
         """
         self.counts[L2_HITS] += 1
         self.debug("L2 hit", bkey, *call)
-        pair = (value, None) if type(value) in IMMUTABLE_TYPES else (payload, plan.loads)
+        pair = (
+            (value, None) if type(value) in IMMUTABLE_TYPES else l1_form(value, payload, plan.loads)
+        )
         ttl = plan.ttl
         if expires_at is not None:
             left = expires_at - time()
@@ -350,8 +353,8 @@ class CachedState(L2Access, CoherenceBook):
             pair: tuple[Any, Any] = (result, None)
             value = result
         else:
-            pair = (payload, plan.loads)
             value = plan.loads(payload)  # the same shape every later hit returns
+            pair = l1_form(value, payload, plan.loads)
         if len(payload) > plan.max_value_size:
             self._warn_once(
                 "too-large",

@@ -630,7 +630,13 @@ class KeyBuilder:
             if type(v) not in FAST_TYPES:
                 d = self._digest_of(values)
                 return d, self.prefix + d
-        lkey = (*values, *map(type, values))
+        if len(values) == 1 and type(values[0]) is int:
+            # One int argument is its own L1 key (56 B less per entry than a tuple):
+            # an int never equals a str (digest keys), a tuple or another int, while
+            # True and 1.0, which equal 1, keep their typed tuples.
+            lkey: Any = values[0]
+        else:
+            lkey = (*values, *map(type, values))
         memo = self._memo
         bkey = memo.get(lkey)
         if bkey is None:

@@ -70,7 +70,21 @@ def entry_size(value: Any) -> int:
     """Bytes charged to the budget for one stored value."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return len(value) + _ENTRY_OVERHEAD
-    return sys.getsizeof(value) + _ENTRY_OVERHEAD
+    return _deep_size(value) + _ENTRY_OVERHEAD
+
+
+def _deep_size(value: Any) -> int:
+    """The size of a value with its items: a copy template (cachekit._engine.clone) is a
+    small dict or list of scalars and flat containers, so this walk stays short."""
+    size = sys.getsizeof(value)
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            size += sys.getsizeof(k) + _deep_size(v)
+    elif t is list:
+        for v in value:
+            size += _deep_size(v)
+    return size
 
 
 def charged(entry: Entry) -> int:
@@ -202,7 +216,9 @@ class L1Cache:
         size: int | None = None,
     ) -> None:
         """Store ``value`` (serialized bytes with their ``loads``, or an immutable object)."""
-        fixed = size is None and type(value) in _FIXED_SIZE
+        # A value kept with its ``loads`` (bytes, or a copy template nobody else holds)
+        # never changes size either.
+        fixed = size is None and (loads is not None or type(value) in _FIXED_SIZE)
         if size is None:
             size = entry_size(value)
         expires = monotonic() + ttl if ttl is not None else float("inf")

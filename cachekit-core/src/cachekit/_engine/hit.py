@@ -235,7 +235,7 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             t = type(a)
             if t not in fast:
                 return slow(args, kwargs)
-            k = (a, t)
+            k = a if t is int else (a, t)  # as KeyBuilder.keys: an int is its own key
             e = data_get(k)
             if e is not None and e[0] > monotonic():
                 counts[0] += 1
@@ -258,6 +258,7 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
     (func, counts, _l1, data_get, move_to_end, skip, arity, builder, fast, _c, tags_get) = (
         _wrapper_parts(state)
     )
+    single = arity - (1 if skip else 0) == 1
 
     async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
@@ -302,7 +303,9 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
                 tag = tags_get(first if isinstance(first, type) else type(first))
                 if tag is None:  # not seen yet, or keyed by __cache_key__
                     return await slow(args, kwargs)
-                k = (tag, *vals, str, *map(type, vals))
+                k: Any = (tag, *vals, str, *map(type, vals))
+            elif single and type(vals[0]) is int:
+                k = vals[0]  # as KeyBuilder.keys: one int argument is its own key
             else:
                 k = (*vals, *map(type, vals))
             e = data_get(k)
@@ -326,6 +329,7 @@ def _fixed_arity(state: CachedState, slow: Any, miss: Any) -> Callable[..., Any]
     (_func, counts, _l1, data_get, move_to_end, skip, arity, _b, fast, _c, tags_get) = (
         _wrapper_parts(state)
     )
+    single = arity - (1 if skip else 0) == 1
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != arity:
@@ -339,7 +343,9 @@ def _fixed_arity(state: CachedState, slow: Any, miss: Any) -> Callable[..., Any]
             tag = tags_get(first if isinstance(first, type) else type(first))
             if tag is None:  # not seen yet, or keyed by __cache_key__
                 return slow(args, kwargs)
-            k = (tag, *vals, str, *map(type, vals))
+            k: Any = (tag, *vals, str, *map(type, vals))
+        elif single and type(vals[0]) is int:
+            k = vals[0]  # as KeyBuilder.keys: one int argument is its own key
         else:
             k = (*vals, *map(type, vals))
         e = data_get(k)
