@@ -202,12 +202,14 @@ def test_condition_and_unless_control_what_is_cached():
 
 def test_ttl_expiry_recomputes(monkeypatch):
     import cachekit._engine.hit as hit_mod
+    import cachekit._engine.store as store_mod
     import cachekit.cached as cached_mod
     import cachekit.l1 as l1_mod
 
     now = [1000.0]
     monkeypatch.setattr(l1_mod, "monotonic", lambda: now[0])
     monkeypatch.setattr(cached_mod, "monotonic", lambda: now[0])
+    monkeypatch.setattr(store_mod, "monotonic", lambda: now[0])  # the slower paths' lookup
     monkeypatch.setattr(hit_mod, "monotonic", lambda: now[0])  # the hit wrappers
     runs = []
 

@@ -25,22 +25,13 @@ import os
 import weakref
 from _thread import allocate_lock
 from contextlib import nullcontext
-from time import monotonic, time
+from time import monotonic
 
-from cachekit._engine.clone import l1_form
 from cachekit._engine.coherence import CoherenceBook
+from cachekit._engine.flight import SingleFlight
 from cachekit._engine.hit import make_wrapper
 from cachekit._engine.l2 import L2Access, _log
-from cachekit._engine.miss import (
-    _LEADING,
-    _NO_HIT,
-    _REENTER,
-    _WAIT,
-    _LeaderGone,
-    maintenance_steps,
-    run_async,
-    run_sync,
-)
+from cachekit._engine.miss import maintenance_steps, run_async, run_sync
 from cachekit._engine.options import (
     UNSET,
     Options,
@@ -52,6 +43,7 @@ from cachekit._engine.options import (
     check_serializer,
 )
 from cachekit._engine.plan import _url_backends, build_plan, degraded
+from cachekit._engine.store import L1Store
 from cachekit.coherence import DEGRADED_L1_TTL
 from cachekit.constants import (
     CAP_NONBLOCKING,
@@ -59,14 +51,10 @@ from cachekit.constants import (
 from cachekit.errors import (
     CacheKeyError,
     ConfigurationError,
-    SerializationError,
 )
 from cachekit.keys import KeyBuilder, _Unbindable
-from cachekit.l1 import IMMUTABLE_TYPES, L1Cache
+from cachekit.l1 import L1Cache
 from cachekit.stats import (
-    L1_HITS,
-    L2_HITS,
-    STORES,
     CacheInfo,
     new_counters,
 )
@@ -110,7 +98,7 @@ def all_states() -> list[CachedState]:
 # --- per-function state -----------------------------------------------------------------
 
 
-class CachedState(L2Access, CoherenceBook):
+class CachedState(L1Store, SingleFlight, L2Access, CoherenceBook):
     """All state of one decorated function, shared by its wrapper and attributes."""
 
     def __init__(self, func: Callable[..., Any], options: Options, *, is_async: bool) -> None:
@@ -145,8 +133,7 @@ class CachedState(L2Access, CoherenceBook):
         # A plan built while the backend failed is L1 only, and rebuilt at this time.
         self.replan_at: float | None = None
         self._plan_lock = allocate_lock()
-        self.inflight: dict[Any, tuple[Any, int]] = {}  # lkey -> (flight, its epoch)
-        self.inflight_lock = allocate_lock()
+        self._init_flights()
         self._last_error_log = -1e9
         self._warned: set[str] = set()
         self._init_coherence()
@@ -228,26 +215,6 @@ class CachedState(L2Access, CoherenceBook):
             self.coherence = coherence
         return True
 
-    def l1_fill(
-        self,
-        plan: Plan,
-        lkey: Any,
-        bkey: str | None,
-        pair: Any,
-        epoch: int,
-        lifetime: Any = UNSET,
-    ) -> None:
-        """Put a miss's result into L1, unless an invalidation raced with it."""
-        l1 = self.l1
-        if l1 is None:
-            return
-        ttl = self.fill_lifetime(bkey, plan.ttl if lifetime is UNSET else lifetime)
-        if not self.fill_allowed(epoch, bkey, lkey):
-            return  # invalidated while this miss was running: don't resurrect
-        l1.put(lkey, pair[0], pair[1], ttl)
-        if self.epoch != epoch:  # an invalidation landed between the check and the put
-            l1.pop(lkey)
-
     def debug(self, event: str, bkey: str | None, args: Any, kwargs: Any) -> None:
         """DEBUG line for a miss-path event, naming only the hashed part of the key."""
         log = _log()
@@ -288,89 +255,6 @@ class CachedState(L2Access, CoherenceBook):
             "per function.",
             self.name,
         )
-
-    # -- storing -------------------------------------------------------------------
-
-    def l1_lookup(self, lkey: Any, refresh: bool = True) -> Any:
-        """A fresh copy from L1, or _NO_HIT. (The wrappers inline this on the fast path.)"""
-        l1 = self.l1
-        if l1 is None:
-            return _NO_HIT
-        entry = l1.data.get(lkey)
-        if entry is None or entry[0] <= monotonic():
-            return _NO_HIT
-        self.counts[L1_HITS] += 1
-        if refresh:
-            try:
-                l1.data.move_to_end(lkey)
-            except KeyError:
-                pass
-        loads = entry[1]
-        return (entry[2] if loads is None else loads(entry[2])), (entry[2], loads)
-
-    def accept_l2(
-        self,
-        plan: Plan,
-        lkey: Any,
-        bkey: str,
-        value: Any,
-        payload: bytes,
-        call: tuple[Any, Any],
-        epoch: int,
-        expires_at: float | None = None,
-    ) -> tuple[Any, tuple[Any, Any]]:
-        """Record an L2 hit and copy it into L1: (value, (stored, loads)).
-
-        The L1 copy never outlives the L2 entry: its lifetime is capped by the expiry
-        the writer recorded in the envelope.
-        """
-        self.counts[L2_HITS] += 1
-        self.debug("L2 hit", bkey, *call)
-        pair = (
-            (value, None) if type(value) in IMMUTABLE_TYPES else l1_form(value, payload, plan.loads)
-        )
-        ttl = plan.ttl
-        if expires_at is not None:
-            left = expires_at - time()
-            if left <= 0:
-                return value, pair  # already gone in L2: don't keep it in L1 either
-            ttl = left if ttl is None else min(ttl, left)
-        self.l1_fill(plan, lkey, bkey, pair, epoch, ttl)
-        return value, pair
-
-    def store(
-        self, plan: Plan, lkey: Any, result: Any, bkey: str | None, epoch: int
-    ) -> tuple[Any, tuple[Any, Any], Any]:
-        """Serialize a fresh result and keep it in L1.
-
-        Returns (value for the caller, (stored, loads) for waiters, payload for L2 or
-        None when the result is not to be cached). Serialization errors (E004) propagate.
-        """
-        payload = plan.serializer.serialize(result)
-        if type(payload) is not bytes:
-            payload = _byte_buffer(payload, plan.ser_name)
-        if type(result) in IMMUTABLE_TYPES:
-            pair: tuple[Any, Any] = (result, None)
-            value = result
-        else:
-            value = plan.loads(payload)  # the same shape every later hit returns
-            pair = l1_form(value, payload, plan.loads)
-        if len(payload) > plan.max_value_size:
-            self._warn_once(
-                "too-large",
-                "[E007] %s returned a value of %d bytes, above max_value_size=%d: it is "
-                "returned but not cached",
-                self.name,
-                len(payload),
-                plan.max_value_size,
-            )
-            return value, pair, None
-        unless = self.options.unless
-        if unless is not None and unless(result):
-            return value, pair, None
-        self.counts[STORES] += 1
-        self.l1_fill(plan, lkey, bkey, pair, epoch)
-        return value, pair, payload
 
     # -- attributes of the decorated function -------------------------------------
 
@@ -473,9 +357,8 @@ class CachedState(L2Access, CoherenceBook):
             return self.clear()
         plan = self.resolve()
         self._check_sync_maintenance(plan)
-        lkey, bkey = target
-        self.note_invalidation()
-        removed = 1 if self.l1 is not None and self.l1.pop(lkey) else 0
+        bkey, removed = self._drop_l1(target)
+        assert bkey is not None
         return removed + int(bool(self._backend_call(plan, *self._remove_op(plan, bkey))))
 
     async def ainvalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -502,7 +385,10 @@ class CachedState(L2Access, CoherenceBook):
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str | None, int]:
         """(backend key, L1 entries dropped) of one entry; the key is None for every entry."""
-        target = self._targets(args, kwargs)
+        return self._drop_l1(self._targets(args, kwargs))
+
+    def _drop_l1(self, target: tuple[Any, str] | None) -> tuple[str | None, int]:
+        """The L1 part of an invalidation (one decision for the sync and async paths)."""
         self.note_invalidation()
         if target is None:
             return None, self.l1.clear() if self.l1 is not None else 0
@@ -635,72 +521,12 @@ class CachedState(L2Access, CoherenceBook):
                 report["status"] = "degraded"
         return report
 
-    # -- single flight (one decision for the sync and async paths) --------------------
-
-    def enter_flight(self, lkey: Any, new: Callable[[], Any]) -> tuple[Any, Any]:
-        """Join or start the flight computing ``lkey``: (flight, role).
-
-        ``role`` is a context token when this caller leads (it must end with
-        leave_flight), _WAIT when another caller leads (wait for its outcome), or
-        _REENTER when this very thread or task already leads it: the function calls
-        itself with the same arguments, and waiting for itself would never end, so it
-        computes outside the flight, like plain Python recursion.
-
-        A flight started before an invalidation that has since reached this function
-        (its epoch moved) is not joined: its value may come from the old source. The
-        caller starts a new flight in its place, which later callers join; the old
-        one still serves the callers that joined it before the invalidation.
-        """
-        with self.inflight_lock:
-            entry = self.inflight.get(lkey)
-            epoch = self.epoch
-            if entry is None or entry[1] != epoch:
-                flight = new()
-                self.inflight[lkey] = (flight, epoch)
-                return flight, _LEADING.set((*_LEADING.get(), flight))
-            flight = entry[0]
-        return flight, (_REENTER if flight in _LEADING.get() else _WAIT)
-
-    def leave_flight(
-        self, lkey: Any, flight: Any, token: Any, pair: Any, error: BaseException | None
-    ) -> None:
-        """The leader's end: hand the outcome to the waiters and retire the flight."""
-        _LEADING.reset(token)
-        if error is None:
-            flight.set_result(pair)
-        else:
-            # A cancelled or interrupted leader is nobody else's outcome: a waiter takes over.
-            flight.set_exception(error if isinstance(error, Exception) else _LeaderGone())
-        with self.inflight_lock:
-            entry = self.inflight.get(lkey)
-            if entry is not None and entry[0] is flight:
-                del self.inflight[lkey]
-
     def after_fork(self) -> None:
-        self.inflight = {}
-        self.inflight_lock = allocate_lock()
+        self._init_flights()
         self._plan_lock = allocate_lock()
         encryptor = self.plan.encryptor if self.plan is not None else None
         if isinstance(encryptor, TenantEncryptors):
             encryptor.after_fork()
-
-
-def _byte_buffer(payload: Any, serializer: str) -> Any:
-    """A serializer's bytearray or memoryview as an immutable buffer of bytes.
-
-    Read-only, because L1 keeps it and hands it to ``deserialize`` on every hit: a
-    result that shares memory with it must not be able to change later hits.
-    """
-    if isinstance(payload, bytearray):
-        return bytes(payload)
-    if isinstance(payload, memoryview) and payload.c_contiguous:
-        if payload.format != "B" or payload.ndim != 1:
-            payload = payload.cast("B")
-        return payload.toreadonly()
-    raise SerializationError(
-        f"serializer {serializer!r} returned {type(payload).__name__}; serialize() must "
-        "return bytes, a bytearray or a C-contiguous memoryview."
-    )
 
 
 def _after_fork() -> None:

@@ -9,10 +9,10 @@ goes to ``slow`` (binding keywords and defaults) and, on a miss, to the miss ste
 
 from __future__ import annotations
 
-from _thread import allocate_lock
 from collections import OrderedDict
 from time import monotonic
 
+from cachekit._engine.flight import _Flight, _new_future
 from cachekit._engine.miss import _NO_HIT, _UNREACHABLE, miss_steps, run_async, run_sync
 from cachekit.constants import MISSING
 from cachekit.keys import FAST_TYPES, _Unbindable, owner_tags
@@ -31,45 +31,6 @@ __all__ = ["make_wrapper"]
 
 
 # --- the wrappers -----------------------------------------------------------------------
-
-
-class _Flight:
-    """One in-progress computation that other threads wait for (sync single flight).
-
-    Lighter than concurrent.futures.Future (which also costs import time): a lock
-    held by the leader until the outcome is set; each waiter acquires and releases
-    it in turn.
-    """
-
-    __slots__ = ("_error", "_lock", "_value")
-
-    def __init__(self) -> None:
-        self._lock = allocate_lock()
-        self._lock.acquire()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def set_result(self, value: Any) -> None:
-        self._value = value
-        self._lock.release()
-
-    def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._lock.release()
-
-    def result(self) -> Any:
-        with self._lock:
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _new_future() -> Any:
-    """A future that asyncio tasks in any thread's event loop can await."""
-    from concurrent.futures import Future
-
-    return Future()
 
 
 def make_wrapper(state: CachedState) -> Callable[..., Any]:
@@ -248,17 +209,14 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             return miss(args, kwargs, k, None)
 
     else:
-        wrapper = _fixed_arity(state, slow, miss)
+        wrapper = _fixed_arity(state, slow, miss, is_async=False)
 
     assert L1_HITS == 0  # the wrappers bump counts[0] directly
     return wrapper
 
 
 def _make_async(state: CachedState) -> Callable[..., Any]:
-    (func, counts, _l1, data_get, move_to_end, skip, arity, builder, fast, _c, tags_get) = (
-        _wrapper_parts(state)
-    )
-    single = arity - (1 if skip else 0) == 1
+    func, counts, arity, builder = state.func, state.counts, _fast_arity(state), state.builder
 
     async def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
@@ -288,62 +246,33 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
             return await slow(args, kwargs)
 
     else:
-        # The body of _fixed_arity, inline: calling it from here costs an async hit
-        # about 20-40 % (measured), so the hit path keeps this one copy of it.
-
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs or len(args) != arity:
-                return await slow(args, kwargs)
-            vals = args[1:] if skip else args
-            for v in vals:
-                if type(v) not in fast:
-                    return await slow(args, kwargs)
-            if skip == 2:  # a method: its class leads the key (keys.owner_value)
-                first = args[0]
-                tag = tags_get(first if isinstance(first, type) else type(first))
-                if tag is None:  # not seen yet, or keyed by __cache_key__
-                    return await slow(args, kwargs)
-                k: Any = (tag, *vals, str, *map(type, vals))
-            elif single and type(vals[0]) is int:
-                k = vals[0]  # as KeyBuilder.keys: one int argument is its own key
-            else:
-                k = (*vals, *map(type, vals))
-            e = data_get(k)
-            if e is not None and e[0] > monotonic():
-                counts[0] += 1
-                try:
-                    move_to_end(k)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
-            return await miss(args, kwargs, k, None)
+        wrapper = _fixed_arity(state, slow, miss, is_async=True)
 
     return wrapper
 
 
-def _fixed_arity(state: CachedState, slow: Any, miss: Any) -> Callable[..., Any]:
-    """The hit path for a fixed number of positional arguments of fast types (for
-    methods, self/cls replaced by its class's tag); anything else goes to ``slow``, an
-    L1 miss to ``miss``. Sync and async wrappers share it."""
-    (_func, counts, _l1, data_get, move_to_end, skip, arity, _b, fast, _c, tags_get) = (
-        _wrapper_parts(state)
-    )
-    single = arity - (1 if skip else 0) == 1
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+# The hit path for a fixed number of positional arguments of fast types (for methods,
+# self/cls replaced by its class's tag); anything else goes to ``slow``, an L1 miss to
+# ``miss``. Written once for the sync and the async wrapper: an async wrapper that
+# called a shared sync lookup paid 20-40 % more per hit (measured), so the one source
+# below is compiled twice, with and without ``async``/``await`` (as dataclasses and
+# attrs generate their methods), and each compiled maker is kept for the process.
+_FIXED_ARITY = """
+def make(slow, miss, counts, data_get, move_to_end, skip, arity, fast, tags_get, single,
+         monotonic):
+    ASYNC def wrapper(*args, **kwargs):
         if kwargs or len(args) != arity:
-            return slow(args, kwargs)
+            return AWAIT slow(args, kwargs)
         vals = args[1:] if skip else args
         for v in vals:
             if type(v) not in fast:
-                return slow(args, kwargs)
+                return AWAIT slow(args, kwargs)
         if skip == 2:  # a method: its class leads the key (keys.owner_value)
             first = args[0]
             tag = tags_get(first if isinstance(first, type) else type(first))
             if tag is None:  # not seen yet, or keyed by __cache_key__
-                return slow(args, kwargs)
-            k: Any = (tag, *vals, str, *map(type, vals))
+                return AWAIT slow(args, kwargs)
+            k = (tag, *vals, str, *map(type, vals))
         elif single and type(vals[0]) is int:
             k = vals[0]  # as KeyBuilder.keys: one int argument is its own key
         else:
@@ -357,6 +286,38 @@ def _fixed_arity(state: CachedState, slow: Any, miss: Any) -> Callable[..., Any]
                 pass
             loads = e[1]
             return e[2] if loads is None else loads(e[2])
-        return miss(args, kwargs, k, None)
+        return AWAIT miss(args, kwargs, k, None)
 
+    return wrapper
+"""
+_makers: dict[bool, Any] = {}
+
+
+def _fixed_arity_maker(is_async: bool) -> Any:
+    maker = _makers.get(is_async)
+    if maker is None:
+        import linecache
+
+        source = _FIXED_ARITY.replace("ASYNC ", "async " if is_async else "").replace(
+            "AWAIT ", "await " if is_async else ""
+        )
+        filename = f"<cachekit hit path, {'async' if is_async else 'sync'}>"
+        # Tracebacks and debuggers show the generated lines.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict[str, Any] = {}
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 (our own constant)
+        maker = _makers[is_async] = namespace["make"]
+    return maker
+
+
+def _fixed_arity(state: CachedState, slow: Any, miss: Any, is_async: bool) -> Callable[..., Any]:
+    """The fixed-arity hit wrapper of ``state``'s function (see _FIXED_ARITY)."""
+    (_func, counts, _l1, data_get, move_to_end, skip, arity, _b, fast, _c, tags_get) = (
+        _wrapper_parts(state)
+    )
+    single = arity - (1 if skip else 0) == 1
+    maker = _fixed_arity_maker(is_async)
+    wrapper: Callable[..., Any] = maker(
+        slow, miss, counts, data_get, move_to_end, skip, arity, fast, tags_get, single, monotonic
+    )
     return wrapper

@@ -24,6 +24,7 @@ from contextlib import suppress
 from contextvars import ContextVar
 from time import monotonic
 
+from cachekit._engine.flight import _REENTER, _WAIT, _LeaderGone
 from cachekit.constants import MISSING
 from cachekit.stats import BYPASSED, COALESCED, MISSES
 
@@ -59,12 +60,6 @@ _UNREACHABLE: Any = object()
 _LOCK_FAILED: Any = object()
 #: backend_io's answer when the breaker is open: no I/O was done.
 _SKIPPED: Any = object()
-#: enter_flight's answers for a caller that does not lead the flight.
-_WAIT: Any = object()
-_REENTER: Any = object()
-#: The flights the current thread or asyncio task leads (single flight), so that a
-#: function calling itself with the same key computes instead of waiting for itself.
-_LEADING: ContextVar[tuple[Any, ...]] = ContextVar("cachekit_leading", default=())
 #: What the current thread's or task's last L2 read of a key found, for a guarded
 #: write of the value it then computes: (backend key, "" or the SHA-1 of the bytes).
 _SEEN: ContextVar[tuple[str, str] | None] = ContextVar("cachekit_seen", default=None)
@@ -80,10 +75,6 @@ class _Failed:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
-
-
-class _LeaderGone(Exception):
-    """The computing caller was cancelled or interrupted; a waiter takes over."""
 
 
 def _transient(exc: BaseException) -> bool:
