@@ -28,8 +28,11 @@ from cachekit.envelope import (
     VERSION,
     open_encrypted,
     open_envelope,
+    open_plain,
+    plain_reader,
     read_header,
     seal,
+    seal_plain,
     unseal,
 )
 from cachekit.errors import (
@@ -637,3 +640,59 @@ def test_open_encrypted_checks_every_header_bit_through_the_tag():
         except DecryptionError:
             continue
         assert got is None, bit
+
+
+# --- the read of an L2 hit (plain_reader) ------------------------------------------------
+
+
+def _plain(expires_at: float | None = 4_102_444_800.0, serializer: str = "msgpack") -> bytes:
+    return seal_plain(PAYLOAD, serializer, expires_at)
+
+
+@given(payload=st.binary(max_size=300), expires_ms=st.integers(0, 2**63 - 1))
+@settings(max_examples=200, deadline=None)
+def test_plain_reader_agrees_with_open_plain_and_unseal(payload, expires_ms):
+    blob = seal_plain(payload, "msgpack", expires_ms / 1000.0)
+    read = plain_reader("msgpack")
+    assert read is not None
+    opened = read(blob)
+    assert opened == open_plain(blob, "msgpack")
+    unsealed, header = unseal(blob, serializer="msgpack", key=KEY)
+    assert opened == (unsealed, header.expires_at) == (payload, header.expires_at)
+
+
+def test_plain_reader_rejects_every_single_bit_flip():
+    blob = _plain()
+    read = plain_reader("msgpack")
+    assert read is not None and read(blob) == (PAYLOAD, 4_102_444_800.0)
+    for bit in range(8 * len(blob)):
+        assert read(flip(blob, bit)) is None, bit  # header bits, the CRC and the payload
+    flipped_crc_byte = blob[:5] + bytes([blob[5] ^ 0xFF]) + blob[6:]
+    assert read(flipped_crc_byte) is None
+
+
+def test_plain_reader_rejects_every_truncation_and_other_shapes():
+    read = plain_reader("msgpack")
+    assert read is not None
+    blob = _plain()
+    for length in range(len(blob)):
+        assert read(blob[:length]) is None, length
+    assert read(blob + b"x") is None  # the CRC covers the whole payload
+    for other in (
+        _plain(None),  # no expiry: open_plain's other branch
+        _plain(serializer="json"),
+        seal(PAYLOAD, serializer="msgpack", key=KEY, signer=SIGNER, expires_at=4_102_444_800.0),
+        seal(PAYLOAD, serializer="msgpack", key=KEY, encryptor=ENCRYPTOR),
+        bytearray(blob),
+        memoryview(blob),
+        None,
+        b"",
+    ):
+        assert read(other) is None
+
+
+def test_plain_reader_is_made_once_per_serializer_and_never_for_an_invalid_name():
+    assert plain_reader("msgpack") is plain_reader("msgpack")
+    assert plain_reader("json") is not plain_reader("msgpack")
+    assert plain_reader("sérialiseur") is None  # not ASCII: no envelope can carry it
+    assert plain_reader("x" * 300) is None

@@ -101,6 +101,9 @@ def all_states() -> list[CachedState]:
 class CachedState(L1Store, SingleFlight, L2Access, CoherenceBook):
     """All state of one decorated function, shared by its wrapper and attributes."""
 
+    #: The ``cachekit`` logger's isEnabledFor, set with the first plan.
+    debug_on: Callable[[int], bool]
+
     def __init__(self, func: Callable[..., Any], options: Options, *, is_async: bool) -> None:
         from cachekit.keys import function_name
 
@@ -189,6 +192,9 @@ class CachedState(L1Store, SingleFlight, L2Access, CoherenceBook):
             plan = degraded(plan)
             self.replan_at = monotonic() + DEGRADED_L1_TTL
         self.locking, self.guarded, self.atomic = found.locking, found.guarded, found.atomic
+        # Bound once (logging is imported on first use, not with cachekit): the L2 hit
+        # of a function without L1 asks it before calling debug().
+        self.debug_on = _log().isEnabledFor
         return plan
 
     # -- coherence (see cachekit.coherence) ----------------------------------------

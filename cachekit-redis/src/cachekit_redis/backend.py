@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from time import monotonic
 from typing import Any
 
-from cachekit.constants import Missing
+from cachekit.constants import MISSING, Missing
 from cachekit.errors import BackendError
 from cachekit_redis import ops
 from cachekit_redis.clients import build_sync_client, close_client
@@ -93,8 +93,16 @@ class RedisBackend(RedisEndpoint):
     # -- the Backend protocol ------------------------------------------------------------
 
     def get(self, key: str) -> bytes | Missing:
-        value: bytes | Missing = self._run(ops.get(key))
-        return value
+        if self._nodes is not None:
+            value: bytes | Missing = self._run(ops.get(key))
+            return value
+        # _run(ops.get(key)) inlined (the read of every L2 hit): the same command, reply
+        # mapping (ops._value) and error translation.
+        try:
+            reply = self.client.execute_command("GET", key)
+        except Exception as exc:
+            raise self._failed(exc, "GET") from exc
+        return MISSING if reply is None else reply
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._run(ops.set(key, value, ttl))

@@ -45,6 +45,9 @@ def _auth(target: Target) -> dict[str, Any]:
     return out
 
 
+_queue_get = LifoQueue.get
+
+
 class _PoolQueue(LifoQueue[Any]):
     """The free connections of a :func:`_pool`, which knows when one came back broken.
 
@@ -54,12 +57,13 @@ class _PoolQueue(LifoQueue[Any]):
     answering, and using it would add a second timeout to the wait.
     """
 
-    broken_at = float("-inf")
+    #: How many connections came back broken so far (counted by the pool's release).
+    broken = 0
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        start = monotonic()
-        item = super().get(block, timeout)
-        if self.broken_at >= start:
+        seen = self.broken
+        item = _queue_get(self, block, timeout)  # not super().get: every command comes here
+        if self.broken != seen:
             self.put_nowait(item)
             from redis.exceptions import ConnectionError
 
@@ -74,11 +78,13 @@ def _pool(**kwargs: Any) -> Any:
     that importing this module does not import redis)."""
     from redis.connection import BlockingConnectionPool
 
+    base_release = BlockingConnectionPool.release
+
     class Pool(BlockingConnectionPool):
         def release(self, connection: Any) -> None:
             if getattr(connection, "_sock", True) is None:  # disconnected after an error
-                self.pool.broken_at = monotonic()
-            super().release(connection)
+                self.pool.broken += 1
+            base_release(self, connection)  # not super().release: every command comes here
 
     return Pool(queue_class=_PoolQueue, **kwargs)
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["make_wrapper"]
 
+_DEBUG = 10  # logging.DEBUG
+
 
 # --- the wrappers -----------------------------------------------------------------------
 
@@ -176,7 +178,8 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
             value, payload, _ = l2_get(plan, bkey)
             if value is not MISSING:
                 counts[L2_HITS] += 1
-                state.debug("L2 hit", bkey, args, kwargs)
+                if state.debug_on(_DEBUG):
+                    state.debug("L2 hit", bkey, args, kwargs)
                 return value
             return miss(
                 args, kwargs, lkey, bkey, _UNREACHABLE if payload is _UNREACHABLE else False

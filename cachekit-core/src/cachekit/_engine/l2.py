@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from time import monotonic, time
 
-from cachekit._engine.miss import _transient, get_steps, run_sync, set_steps
+from cachekit._engine.miss import _failed_read, _transient, get_steps, run_sync, set_steps
 from cachekit._engine.plan import _thread_call
 from cachekit.constants import MISSING, TOMBSTONE_PREFIX
 from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unseal
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["L2Access"]
 
 _DEBUG = 10
+#: cachekit.breaker.CLOSED, which is the same interned string (that module imports
+#: logging). Were it ever another object, every read would take the general path.
+_CLOSED = "closed"
 _logger: logging.Logger | None = None
 
 
@@ -145,8 +148,24 @@ class L2Access:
         )
 
     def l2_get(self, plan: Plan, bkey: str) -> Any:
-        """Read one entry from a sync backend, failing open (see miss.get_steps)."""
-        return run_sync(self, plan, get_steps(self, plan, bkey))
+        """Read one entry from a sync backend, failing open: miss.get_steps.
+
+        The L2 hit of a function without L1. With no breaker, or a closed one, it is
+        get_steps and backend_io written out without the generator and its driver:
+        in CLOSED, allow() has no side effect and takes no probe. A breaker in any
+        other state has its say through get_steps.
+        """
+        breaker = plan.breaker
+        if breaker is not None and breaker.state is not _CLOSED:
+            return run_sync(self, plan, get_steps(self, plan, bkey))
+        try:
+            blob = plan.backend.get(bkey)
+        except Exception as exc:
+            self._backend_failed(plan, "get", exc)
+            return _failed_read(exc)
+        if breaker is not None and (breaker.failures or breaker.state is not _CLOSED):
+            breaker.success()
+        return self._read(plan, blob, bkey)
 
     def l2_set(self, plan: Plan, bkey: str, payload: bytes) -> bool:
         """Store one entry in a sync backend, failing open (see miss.set_steps)."""
@@ -166,6 +185,15 @@ class L2Access:
         A miss notes what it found (nothing, a tombstone, an unreadable entry) for
         the guarded write of the value this caller may compute next (note_seen).
         """
+        read_plain = plan.read_plain
+        if read_plain is not None:  # an unencrypted, unsigned entry with an expiry
+            opened = read_plain(blob)
+            if opened is not None and opened[1] > time():
+                payload = opened[0]
+                try:
+                    return plan.loads(payload), payload, opened[1]
+                except Exception:  # noqa: S110 (read again below: counted and logged there)
+                    pass
         if blob is MISSING or blob is None:
             self.note_seen(bkey, None)
             return MISSING, None, None

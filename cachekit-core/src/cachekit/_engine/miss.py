@@ -150,8 +150,13 @@ def get_steps(state: CachedState, plan: Plan, bkey: str) -> Steps:
     if reply is _SKIPPED:
         return _NOT_READ
     if type(reply) is _Failed:
-        return MISSING, (_UNREACHABLE if _unreachable(reply.error) else None), None
+        return _failed_read(reply.error)
     return state._read(plan, reply, bkey)
+
+
+def _failed_read(exc: BaseException) -> tuple[Any, Any, None]:
+    """What a read that raised ``exc`` (counted and logged already) found: nothing."""
+    return MISSING, (_UNREACHABLE if _unreachable(exc) else None), None
 
 
 def set_steps(state: CachedState, plan: Plan, bkey: str, payload: bytes) -> Steps:

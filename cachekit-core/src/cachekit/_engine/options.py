@@ -142,6 +142,7 @@ class Plan(_Record):
         "endpoint",
         "loads",
         "max_value_size",
+        "read_plain",
         "require_auth",
         "ser_name",
         "serializer",
@@ -165,6 +166,9 @@ class Plan(_Record):
         require_auth: bool
         max_value_size: int
         endpoint: str | None
+        # envelope.plain_reader of ser_name when entries are neither encrypted nor
+        # signed (L2Access._read tries it first), else None
+        read_plain: Callable[[Any], tuple[bytes, float] | None] | None
 
 
 class _Place(_Record):

@@ -33,6 +33,7 @@ from cachekit.constants import (
     CAP_LOCKING,
     CAP_TRUSTED,
 )
+from cachekit.envelope import plain_reader
 from cachekit.errors import ConfigurationError, PluginNotFoundError
 from cachekit.tenancy import TenantEncryptors
 
@@ -145,6 +146,9 @@ def build_plan(options: Options, *, name: str, is_async: bool, has_naming_key: b
         require_auth=require_auth,
         max_value_size=max_value,
         endpoint=endpoint,
+        read_plain=plain_reader(ser_name)
+        if encryptor is None and signer is None and not require_auth
+        else None,
     )
     return Resolved(
         plan=plan,
