@@ -16,7 +16,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bootstrapped
 # Every workspace package that has code gets an editable install.
 PACKAGES := $(sort $(dir $(wildcard cachekit-*/pyproject.toml)))
-PYTEST_WORKERS ?= 2
+# Twice the CPUs: many tests wait on Redis (failovers, timeouts, elections) rather than
+# compute, so 4 workers on 2 cores ran the main suite in 2.0 min against 3.0 with 2.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(2 * (os.cpu_count() or 1))")
 # Matrix legs `make test` runs after the main suite (see noxfile.py): the oldest Python with
 # the oldest libraries we declare, the newest Python with the newest. A leg whose Python is
 # not on the machine is skipped with the reason; with CI=true or CACHEKIT_REQUIRE_PYTHONS=1

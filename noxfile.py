@@ -6,7 +6,7 @@
     nox -s "oldest(3.12)" -- tests/arrow    arguments after `--` go to pytest
 
 Two legs per Python, each a fresh virtualenv under .nox/ built by uv, running the whole suite
-with pytest-xdist (PYTEST_WORKERS workers, 2 by default):
+with pytest-xdist (PYTEST_WORKERS workers; by default twice the CPUs, as `make test`):
 
 * ``newest``: the four packages (editable, from this checkout) with the ``test`` and ``lint``
   dependency groups (tests/typing runs mypy), at the newest releases that install.
@@ -82,7 +82,7 @@ def _run_suite(session: nox.Session, *resolution: str) -> None:
     editables = [arg for package in PACKAGES for arg in ("-e", f"./{package}")]
     session.install(*resolution, *editables, *TEST_GROUP)
     session.run("uv", "pip", "list", "--python", session.virtualenv.location, external=True)
-    workers = os.environ.get("PYTEST_WORKERS", "2")
+    workers = os.environ.get("PYTEST_WORKERS") or str(2 * (os.cpu_count() or 1))
     session.run("python", "-m", "pytest", "-n", workers, "--dist", "loadgroup", *session.posargs)
 
 
