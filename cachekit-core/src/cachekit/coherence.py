@@ -31,7 +31,7 @@ from _thread import allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any, Protocol
 
     class CachedState(Protocol):
@@ -109,6 +109,9 @@ class Router:
         self.notifications = 0
         self.resets = 0
         self._highest: dict[str, int] = {}  # counter -> highest value this process saw
+        # backend key -> callbacks of lock losers waiting for its value (wake_on)
+        self._waiters: dict[str, list[Callable[[], None]]] = {}
+        self.wakeups = 0  # wakers called (lock losers woken by a notice or a reset)
 
     def register(self, state: CachedState, generation_keys: Sequence[str]) -> None:
         ref = weakref.ref(state)
@@ -119,6 +122,38 @@ class Router:
             for key in generation_keys:
                 self._by_generation[key] = _add(self._by_generation.get(key, ()), ref)
             self._all = _add(self._all, ref)
+
+    def wake_on(self, key: str, waker: Callable[[], None]) -> None:
+        """Call ``waker`` once, from the listener's thread, at the next notice for
+        ``key`` or at a stream reset: a process that lost a key's stampede lock waits
+        for the holder's write this way instead of polling the backend. ``waker`` must
+        not block; :meth:`forget` it when the wait ends some other way."""
+        with self._lock:
+            self._waiters.setdefault(key, []).append(waker)
+
+    def forget(self, key: str, waker: Callable[[], None]) -> None:
+        """Drop a waker that was not called (the wait timed out or was cancelled)."""
+        with self._lock:
+            found = self._waiters.get(key)
+            if found is not None and waker in found:
+                found.remove(waker)
+                if not found:
+                    del self._waiters[key]
+
+    def _wake(self, key: str | None) -> None:
+        """Call the wakers of ``key`` (every waker when None), each once."""
+        with self._lock:
+            if key is None:
+                woken = [w for ws in self._waiters.values() for w in ws]
+                self._waiters.clear()
+            else:
+                woken = self._waiters.pop(key, [])
+            self.wakeups += len(woken)
+        for waker in woken:
+            try:
+                waker()
+            except Exception:  # noqa: S110 (a closed event loop: its waiter is gone)
+                pass
 
     def never_lower(self, keys: Sequence[str], values: Sequence[int]) -> list[int]:
         """The counters read, none below the highest value this process has seen.
@@ -172,6 +207,8 @@ class Router:
         """The backend's listener callback (runs on the backend's thread)."""
         if keys is None:
             self.resets += 1
+            if self._waiters:
+                self._wake(None)  # the notice they wait for may be lost: poll again now
             for ref in self._all:
                 state = ref()
                 if state is not None:
@@ -181,6 +218,8 @@ class Router:
         for raw in keys:
             key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             self.notifications += 1
+            if self._waiters:
+                self._wake(key)
             if key.startswith(GENERATION_PREFIX):
                 for ref in self._by_generation.get(key, ()):
                     state = ref()

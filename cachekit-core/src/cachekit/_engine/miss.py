@@ -6,7 +6,7 @@ their outcomes:
     (IO, method, args)       a backend call; outcome: its reply, or _Failed(exc)
     (CALL,)                  run the user's function; outcome: its result
     (FLIGHT, future)         wait for another caller's computation; outcome: (stored, loads)
-    (WAIT, seconds)          sleep (a lock loser backing off)
+    (WAIT, seconds, key)     sleep, or until the key's change notice (a lock loser)
     (READY,)                 read the generation counters; outcome: may L2 be used?
     (ABANDON, method, args)  best-effort cleanup after a cancellation; outcome ignored
 
@@ -20,11 +20,13 @@ store, unlock, fail open, coherence bookkeeping - is made here.
 from __future__ import annotations
 
 import os
+from _thread import allocate_lock
 from contextlib import suppress
 from contextvars import ContextVar
 from time import monotonic
 
 from cachekit._engine.flight import _REENTER, _WAIT, _LeaderGone
+from cachekit.coherence import router_for
 from cachekit.constants import MISSING
 from cachekit.stats import BYPASSED, COALESCED, MISSES
 
@@ -66,6 +68,8 @@ _SEEN: ContextVar[tuple[str, str] | None] = ContextVar("cachekit_seen", default=
 #: Backoff of a process waiting for another one's lock: first and longest pause (s).
 _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.05
+#: The longest pause of a loser that the holder's write wakes (notifications flow).
+_NOTIFIED_PAUSE = 0.25
 
 
 class _Failed:
@@ -212,10 +216,19 @@ def unlock_steps(state: CachedState, plan: Plan, lock_key: str, token: str) -> S
     yield from backend_io(state, plan, "unlock", "release_lock", lock_key, token)
 
 
-def _pause(delay: float) -> float:
-    """A loser's next pause: doubled up to _LONGEST_PAUSE (each one is then jittered,
-    0.5x to 1.5x, so the processes waiting for one holder do not poll in step)."""
-    return min(delay * 2, _LONGEST_PAUSE)
+def _lost_lock_pause(state: CachedState, bkey: str, delay: float) -> Steps:
+    """A lock loser's pause before it asks again; returns the next one.
+
+    Pauses double (each jittered, 0.5x to 1.5x, so the processes waiting for one holder
+    do not poll in step). With a live notification stream the WAIT names the key: the
+    holder's write wakes the loser at once (Router.wake_on), and the polls only cover a
+    holder that leaves without storing or a notice that was lost, so they may grow to
+    _NOTIFIED_PAUSE instead of _LONGEST_PAUSE.
+    """
+    coherence = state.coherence
+    notified = coherence is not None and bool(coherence.healthy)
+    yield (WAIT, _jittered(delay), bkey if notified else None)
+    return min(delay * 2, _NOTIFIED_PAUSE if notified else _LONGEST_PAUSE)
 
 
 def _jittered(delay: float) -> float:
@@ -260,8 +273,7 @@ def lock_steps(state: CachedState, plan: Plan, bkey: str, lock_key: str, token: 
             return _LOCK_FAILED
         if acquired:
             return True
-        yield (WAIT, _jittered(delay))
-        delay = _pause(delay)
+        delay = yield from _lost_lock_pause(state, bkey, delay)
         value, payload, expires = yield from get_steps(state, plan, bkey)
         if value is not MISSING:
             return ("found", value, payload, expires)
@@ -310,8 +322,7 @@ def get_or_lock_steps(
             return (yield from lock_steps(state, plan, bkey, lock_key, token))
         if monotonic() > deadline:
             return None
-        yield (WAIT, _jittered(delay))
-        delay = _pause(delay)
+        delay = yield from _lost_lock_pause(state, bkey, delay)
 
 
 # --- the miss ----------------------------------------------------------------------------
@@ -537,15 +548,47 @@ async def _aflight(state: CachedState, plan: Plan, request: Any, args: Any, kwar
 
 
 def _wait(state: CachedState, plan: Plan, request: Any, args: Any, kwargs: Any) -> Any:
-    import time
+    _, pause, key = request
+    if key is None:
+        import time
 
-    time.sleep(request[1])
+        time.sleep(pause)
+        return
+    woken = allocate_lock()
+    woken.acquire()
+    router = router_for(state.coherence)
+    router.wake_on(key, woken.release)
+    try:
+        woken.acquire(timeout=pause)
+    finally:
+        router.forget(key, woken.release)
 
 
 async def _await(state: CachedState, plan: Plan, request: Any, args: Any, kwargs: Any) -> Any:
     import asyncio
 
-    await asyncio.sleep(request[1])
+    _, pause, key = request
+    if key is None:
+        await asyncio.sleep(pause)
+        return
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake() -> None:  # from the listener's thread
+        loop.call_soon_threadsafe(_settle, woken)
+
+    router = router_for(state.coherence)
+    router.wake_on(key, wake)
+    try:
+        await asyncio.wait((woken,), timeout=pause)
+    finally:
+        router.forget(key, wake)
+        woken.cancel()
+
+
+def _settle(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _ready(state: CachedState, plan: Plan, request: Any, args: Any, kwargs: Any) -> Any:
