@@ -444,3 +444,31 @@ def test_an_entry_costs_its_table_slot_expiry_and_a_three_item_record(small_budg
     record = sys.getsizeof((1.0, None, "v")) + sys.getsizeof(1.0)  # 64 + 24 on CPython
     added = traced(cached) - traced(bare)
     assert added <= record + 8, f"{added:.1f} B per entry over the table slot"
+
+
+def _walked_size(value):
+    """entry_size's walk written plainly: a dict's keys and values, a list's items."""
+    size = sys.getsizeof(value)
+    if type(value) is dict:
+        size += sum(sys.getsizeof(k) + _walked_size(v) for k, v in value.items())
+    elif type(value) is list:
+        size += sum(_walked_size(v) for v in value)
+    return size
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"id": 1, "name": "user-1", "active": True, "roles": ["a", "b"], "score": 3.5},
+        {"a": {"x": 1, "y": "two"}, "b": [1.5, None], "c": b"raw"},
+        [[1, 2, 3], ["a", "b"], {"k": "v"}],
+        [1, "two", 3.0, None, True],
+        {},
+        [],
+        "a string",
+        12345,
+    ],
+)
+def test_entry_size_walks_templates_as_a_plain_recursion_would(value):
+    # The walk calls itself only for nested dicts and lists (issue 12, the miss path).
+    assert entry_size(value) == _walked_size(value) + entry_size(b"")  # + the overhead

@@ -22,6 +22,7 @@ overwritten. The caller's own exceptions propagate unchanged and are not cached.
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from _thread import allocate_lock
 from contextlib import nullcontext
@@ -246,8 +247,6 @@ class CachedState(L1Store, SingleFlight, L2Access, CoherenceBook):
         """
         if "in-loop" in self._warned:
             return
-        import sys
-
         asyncio = sys.modules.get("asyncio")
         if asyncio is None or asyncio._get_running_loop() is None:
             return

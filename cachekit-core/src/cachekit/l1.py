@@ -21,10 +21,10 @@ This module imports only cachekit.errors.
 from __future__ import annotations
 
 import os
-import sys
 import weakref
 from _thread import allocate_lock
 from collections import OrderedDict
+from sys import getsizeof
 from time import monotonic
 
 from cachekit.errors import ConfigurationError
@@ -73,17 +73,22 @@ def entry_size(value: Any) -> int:
     return _deep_size(value) + _ENTRY_OVERHEAD
 
 
+_NESTED = (dict, list)
+
+
 def _deep_size(value: Any) -> int:
     """The size of a value with its items: a copy template (cachekit._engine.clone) is a
     small dict or list of scalars and flat containers, so this walk stays short."""
-    size = sys.getsizeof(value)
+    size = getsizeof(value)
     t = type(value)
     if t is dict:
         for k, v in value.items():
-            size += sys.getsizeof(k) + _deep_size(v)
+            # A scalar is its own size: no call of this function for it (every miss
+            # and eviction of such a template walks it).
+            size += getsizeof(k) + (_deep_size(v) if type(v) in _NESTED else getsizeof(v))
     elif t is list:
         for v in value:
-            size += _deep_size(v)
+            size += _deep_size(v) if type(v) in _NESTED else getsizeof(v)
     return size
 
 

@@ -185,6 +185,9 @@ class L2Access:
         A miss notes what it found (nothing, a tombstone, an unreadable entry) for
         the guarded write of the value this caller may compute next (note_seen).
         """
+        if blob is MISSING or blob is None:
+            self.note_seen(bkey, None)
+            return MISSING, None, None
         read_plain = plan.read_plain
         if read_plain is not None:  # an unencrypted, unsigned entry with an expiry
             opened = read_plain(blob)
@@ -194,9 +197,6 @@ class L2Access:
                     return plan.loads(payload), payload, opened[1]
                 except Exception:  # noqa: S110 (read again below: counted and logged there)
                     pass
-        if blob is MISSING or blob is None:
-            self.note_seen(bkey, None)
-            return MISSING, None, None
         if blob[: len(TOMBSTONE_PREFIX)] == TOMBSTONE_PREFIX:
             outcome = (MISSING, None, None)  # an invalidated entry
         else:

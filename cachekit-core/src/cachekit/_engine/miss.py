@@ -23,6 +23,7 @@ import os
 from _thread import allocate_lock
 from contextlib import suppress
 from contextvars import ContextVar
+from itertools import count
 from time import monotonic
 
 from cachekit._engine.flight import _REENTER, _WAIT, _LeaderGone
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 IO, CALL, FLIGHT, WAIT, READY, ABANDON = range(6)
+_DEBUG = 10  # logging.DEBUG
 
 _NO_HIT: Any = object()
 _NOT_READ: Any = (MISSING, None, None)
@@ -110,6 +112,30 @@ def _partial(exc: BaseException) -> bool:
     """Unreachable, but only a part of the backend: the error says the rest is up and gives
     the endpoint's breaker no failure (a Cluster node's NodeUnavailableError)."""
     return getattr(exc, "transient", None) is False and isinstance(exc, (OSError, TimeoutError))
+
+
+def _new_token_source() -> None:
+    """This process's lock tokens: a random prefix (drawn again in a forked child) and
+    a counter, so no two holders, here or in another process, share a token."""
+    global _token_prefix, _token_count
+    _token_prefix = os.urandom(8).hex()
+    _token_count = count()
+
+
+_token_prefix = ""
+_token_count = count()
+_new_token_source()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_token_source)
+
+
+def _lock_for(bkey: str) -> tuple[str, str]:
+    """(lock key, a new token) for a miss that may take ``bkey``'s stampede lock.
+
+    The token only has to be unique among the lock's holders: 32 hex digits, as
+    os.urandom(16).hex() gave, without a system call per miss.
+    """
+    return lock_key_for(bkey), f"{_token_prefix}{next(_token_count):016x}"
 
 
 def lock_key_for(bkey: str) -> str:
@@ -405,7 +431,7 @@ def compute_steps(
         assert bkey is not None
         outcome: Any = None
         if state.atomic:  # read or not: one round trip reads again and locks
-            lock_key, token = lock_key_for(bkey), os.urandom(16).hex()
+            lock_key, token = _lock_for(bkey)
             outcome = yield from get_or_lock_steps(
                 state, plan, bkey, lock_key, token, reread=read is not True
             )
@@ -417,7 +443,7 @@ def compute_steps(
             if payload is _UNREACHABLE:
                 outcome = _LOCK_FAILED
             elif state.locking:
-                lock_key, token = lock_key_for(bkey), os.urandom(16).hex()
+                lock_key, token = _lock_for(bkey)
                 outcome = yield from lock_steps(state, plan, bkey, lock_key, token)
         if type(outcome) is tuple:
             _, value, payload, expires = outcome
@@ -428,7 +454,8 @@ def compute_steps(
             token = None
     try:
         state.counts[MISSES] += 1
-        state.debug("miss", bkey, args, kwargs)
+        if state.debug_on(_DEBUG):
+            state.debug("miss", bkey, args, kwargs)
         result = yield (CALL,)
         value, pair, payload = state.store(plan, lkey, result, bkey if use_l2 else None, epoch)
     except GeneratorExit:
