@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from lock_waits import LONG_PAUSE, hold_then
 
+import cachekit._engine.drivers as drivers
 import cachekit._engine.miss as miss
 from cachekit.coherence import Router, router_for
 
@@ -46,6 +47,20 @@ def test_an_async_lock_loser_is_woken_by_the_holder_s_write(long_pauses: None) -
     assert took < LONG_PAUSE / 2, f"the loser slept {took:.2f} s: not woken"
 
 
+def recorded_waits(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The WAIT requests the sync driver executes from now on (still executed)."""
+    waits: list[Any] = []
+    real_wait = drivers._SYNC[miss.WAIT]
+
+    def spy(state: Any, plan: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        waits.append(request)
+        return real_wait(state, plan, request, args, kwargs)
+
+    handlers = tuple(spy if f is real_wait else f for f in drivers._SYNC)
+    monkeypatch.setattr(drivers, "_SYNC", handlers)
+    return waits
+
+
 def test_without_notifications_a_loser_polls_with_short_pauses(monkeypatch) -> None:
     """A stream that is down cannot wake anyone: the WAIT names no key, the loser
     polls (pauses of at most _LONGEST_PAUSE) and still gets the holder's value."""
@@ -55,14 +70,7 @@ def test_without_notifications_a_loser_polls_with_short_pauses(monkeypatch) -> N
     coherence = MemoryBackend(backend.removeprefix("memory://")).coherence()
     monkeypatch.setattr(coherence, "healthy", False, raising=False)
     monkeypatch.setattr(miss, "_NOTIFIED_PAUSE", LONG_PAUSE)  # must not be used
-    waits: list[Any] = []
-    real_wait = miss._SYNC[miss.WAIT]
-
-    def spy(state, plan, request, args, kwargs):
-        waits.append(request)
-        return real_wait(state, plan, request, args, kwargs)
-
-    monkeypatch.setattr(miss, "_SYNC", tuple(spy if f is real_wait else f for f in miss._SYNC))
+    waits = recorded_waits(monkeypatch)
     got, _, runs = hold_then(backend, lambda waiter, _: waiter("k"))
     assert got["by"] == "holder" and runs == ["holder"]
     assert waits and all(key is None for _, _, key in waits)
@@ -71,14 +79,7 @@ def test_without_notifications_a_loser_polls_with_short_pauses(monkeypatch) -> N
 
 def test_with_notifications_the_pauses_name_the_key_and_grow_longer(monkeypatch) -> None:
     backend = f"memory://names-{uuid.uuid4().hex}"
-    waits: list[Any] = []
-    real_wait = miss._SYNC[miss.WAIT]
-
-    def spy(state, plan, request, args, kwargs):
-        waits.append(request)
-        return real_wait(state, plan, request, args, kwargs)
-
-    monkeypatch.setattr(miss, "_SYNC", tuple(spy if f is real_wait else f for f in miss._SYNC))
+    waits = recorded_waits(monkeypatch)
     got, _, _ = hold_then(backend, lambda waiter, _: waiter("k"), work=0.05)
     assert got["by"] == "holder"
     assert waits and all(key is not None and key.startswith("cachekit:") for *_, key in waits)

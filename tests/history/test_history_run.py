@@ -75,3 +75,45 @@ def test_the_checker_fails_processes_whose_l1_no_invalidation_reaches(
     )
     assert report.violations, report.summary()
     assert {v.rule for v in report.violations} == {"stale"}, report.summary()
+
+
+def test_make_soak_s_loop_adds_up_its_runs_and_names_failing_seeds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The soak loop of history_run.main (``make soak``), with the runs themselves
+    replaced by recorded reports: it once read report fields that no longer exist and
+    stopped after its first run."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    import history_run
+    from history_checker import Report, Violation
+
+    seeds: list[int] = []
+    clock = [0.0]
+
+    def fake_run(seed: int, seconds: float, workers: int) -> tuple[Report, Any, Path]:
+        seeds.append(seed)
+        clock[0] += seconds
+        report = Report(operations=100, reads=60, writes=20, invalidations=20)
+        report.faults = Counter({"pause": 1})
+        report.worst_staleness = 0.01 * len(seeds)
+        if len(seeds) == 2:
+            report.violations.append(Violation("stale read", "an old value", {"op": "read"}))
+        out = tmp_path / f"run{len(seeds)}"
+        out.mkdir()
+        return report, None, out
+
+    monkeypatch.setattr(history_run, "run_history", fake_run)
+    # The loop's own clock only (the runs are not real): not the time module itself.
+    monkeypatch.setattr(history_run, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    assert history_run.main(["--soak", "40", "--seconds", "10", "--seed", "7"]) == 1
+    printed = capsys.readouterr().out
+    assert seeds[0] == 7 and len(seeds) == 3
+    assert "soak: 3 runs in 30 s; operations checked 300; faults injected 3; violations 1" in (
+        printed
+    )
+    assert "worst staleness 30.0 ms" in printed
+    assert f"failing seed {seeds[1]}:" in printed
+    assert not (tmp_path / "run1").exists()  # a clean run's history is not kept
+    assert (tmp_path / "run2").exists()  # a failing one's is

@@ -29,10 +29,11 @@ from contextlib import nullcontext
 from time import monotonic
 
 from cachekit._engine.coherence import CoherenceBook
+from cachekit._engine.drivers import run_async, run_sync
 from cachekit._engine.flight import SingleFlight
 from cachekit._engine.hit import make_wrapper
 from cachekit._engine.l2 import L2Access, _log
-from cachekit._engine.miss import maintenance_steps, run_async, run_sync
+from cachekit._engine.miss import maintenance_steps
 from cachekit._engine.options import (
     UNSET,
     Options,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from time import monotonic
 
+from cachekit._engine.drivers import run_async, run_sync
 from cachekit._engine.flight import _Flight, _new_future
-from cachekit._engine.miss import _NO_HIT, _UNREACHABLE, miss_steps, run_async, run_sync
+from cachekit._engine.miss import _NO_HIT, _UNREACHABLE, miss_steps
 from cachekit.constants import MISSING
 from cachekit.keys import FAST_TYPES, _Unbindable, owner_tags
 from cachekit.stats import BYPASSED, L1_HITS, L2_HITS

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from time import monotonic, time
 
-from cachekit._engine.miss import _failed_read, _transient, get_steps, run_sync, set_steps
+from cachekit._engine.drivers import run_sync
+from cachekit._engine.miss import _failed_read, _transient, get_steps, set_steps
 from cachekit._engine.plan import _thread_call
 from cachekit.constants import MISSING, TOMBSTONE_PREFIX
 from cachekit.envelope import open_encrypted, open_plain, seal, seal_plain, unseal

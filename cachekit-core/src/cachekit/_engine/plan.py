@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 
-from cachekit._engine.miss import _retrieve_outcome
+from cachekit._engine.drivers import _retrieve_outcome
 from cachekit._engine.options import (
     UNSET,
     Options,
