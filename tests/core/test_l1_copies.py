@@ -190,3 +190,25 @@ def test_the_fast_and_slow_paths_build_the_same_key_for_every_shape() -> None:
     assert pair(1, 2) == pair(1, b=2) == [1, 2]
     assert calls == [("method", 7), ("async", 7), ("pair", 1, 2)]
     assert _l1_keys(aget) == [7] and _l1_keys(pair) == [(1, 2, int, int)]
+
+
+def test_the_generated_hit_wrappers_show_their_source_in_tracebacks() -> None:
+    """The fixed-arity hit wrappers are compiled from one source (sync and async, one
+    argument or several); their lines are registered with linecache, so tracebacks and
+    debuggers show them."""
+    import asyncio
+    import linecache
+
+    @cache(backend=None, ttl=60)
+    def one(x: int) -> list[int]:
+        return [x]
+
+    @cache(backend=None, ttl=60)
+    async def two(x: int, y: int) -> list[int]:
+        return [x, y]
+
+    assert one(1) == [1] and asyncio.run(two(1, 2)) == [1, 2]
+    for fn, marker in ((one, "def wrapper"), (two, "async def wrapper")):
+        code = getattr(fn, "__code__", None) or fn.__wrapped__.__code__
+        assert code.co_filename.startswith("<cachekit hit path"), code.co_filename
+        assert marker in linecache.getline(code.co_filename, code.co_firstlineno)

@@ -118,19 +118,8 @@ def _wrapper_parts(state: CachedState) -> tuple[Any, ...]:
 
 
 def _make_sync(state: CachedState) -> Callable[..., Any]:
-    (
-        func,
-        counts,
-        l1,
-        data_get,
-        move_to_end,
-        skip,
-        arity,
-        builder,
-        fast,
-        condition,
-        _tags_get,
-    ) = _wrapper_parts(state)
+    func, counts, l1, builder = state.func, state.counts, state.l1, state.builder
+    arity, condition = _fast_arity(state), state.options.condition
 
     def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if kwargs and "_bypass_cache" in kwargs and kwargs.pop("_bypass_cache"):
@@ -191,27 +180,6 @@ def _make_sync(state: CachedState) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return slow(args, kwargs)
 
-    elif arity == 1 and not skip:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if kwargs or len(args) != 1:
-                return slow(args, kwargs)
-            a = args[0]
-            t = type(a)
-            if t not in fast:
-                return slow(args, kwargs)
-            k = a if t is int else (a, t)  # as KeyBuilder.keys: an int is its own key
-            e = data_get(k)
-            if e is not None and e[0] > monotonic():
-                counts[0] += 1
-                try:
-                    move_to_end(k)
-                except KeyError:
-                    pass
-                loads = e[1]
-                return e[2] if loads is None else loads(e[2])
-            return miss(args, kwargs, k, None)
-
     else:
         wrapper = _fixed_arity(state, slow, miss, is_async=False)
 
@@ -259,12 +227,38 @@ def _make_async(state: CachedState) -> Callable[..., Any]:
 # self/cls replaced by its class's tag); anything else goes to ``slow``, an L1 miss to
 # ``miss``. Written once for the sync and the async wrapper: an async wrapper that
 # called a shared sync lookup paid 20-40 % more per hit (measured), so the one source
-# below is compiled twice, with and without ``async``/``await`` (as dataclasses and
-# attrs generate their methods), and each compiled maker is kept for the process.
-_FIXED_ARITY = """
+# below is compiled with and without ``async``/``await`` (as dataclasses and attrs
+# generate their methods), with the key built for any arity or, for the most common
+# shape (one argument, no self), without the loop; each compiled maker is kept for the
+# process.
+_HIT = """
 def make(slow, miss, counts, data_get, move_to_end, skip, arity, fast, tags_get, single,
          monotonic):
     ASYNC def wrapper(*args, **kwargs):
+KEY
+        e = data_get(k)
+        if e is not None and e[0] > monotonic():
+            counts[0] += 1
+            try:
+                move_to_end(k)
+            except KeyError:
+                pass
+            loads = e[1]
+            return e[2] if loads is None else loads(e[2])
+        return AWAIT miss(args, kwargs, k, None)
+
+    return wrapper
+"""
+_KEY_OF_ONE = """\
+        if kwargs or len(args) != 1:
+            return AWAIT slow(args, kwargs)
+        a = args[0]
+        t = type(a)
+        if t not in fast:
+            return AWAIT slow(args, kwargs)
+        k = a if t is int else (a, t)  # as KeyBuilder.keys: an int is its own key
+"""
+_KEY_OF_ANY = """\
         if kwargs or len(args) != arity:
             return AWAIT slow(args, kwargs)
         vals = args[1:] if skip else args
@@ -281,46 +275,39 @@ def make(slow, miss, counts, data_get, move_to_end, skip, arity, fast, tags_get,
             k = vals[0]  # as KeyBuilder.keys: one int argument is its own key
         else:
             k = (*vals, *map(type, vals))
-        e = data_get(k)
-        if e is not None and e[0] > monotonic():
-            counts[0] += 1
-            try:
-                move_to_end(k)
-            except KeyError:
-                pass
-            loads = e[1]
-            return e[2] if loads is None else loads(e[2])
-        return AWAIT miss(args, kwargs, k, None)
-
-    return wrapper
 """
-_makers: dict[bool, Any] = {}
+_makers: dict[tuple[bool, bool], Any] = {}
 
 
-def _fixed_arity_maker(is_async: bool) -> Any:
-    maker = _makers.get(is_async)
+def _hit_maker(is_async: bool, one: bool) -> Any:
+    maker = _makers.get((is_async, one))
     if maker is None:
         import linecache
 
-        source = _FIXED_ARITY.replace("ASYNC ", "async " if is_async else "").replace(
-            "AWAIT ", "await " if is_async else ""
+        source = (
+            _HIT.replace("KEY\n", _KEY_OF_ONE if one else _KEY_OF_ANY)
+            .replace("ASYNC ", "async " if is_async else "")
+            .replace("AWAIT ", "await " if is_async else "")
         )
-        filename = f"<cachekit hit path, {'async' if is_async else 'sync'}>"
+        filename = (
+            f"<cachekit hit path, {'async' if is_async else 'sync'}, "
+            f"{'one argument' if one else 'fixed arity'}>"
+        )
         # Tracebacks and debuggers show the generated lines.
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {}
-        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 (our own constant)
-        maker = _makers[is_async] = namespace["make"]
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 (our own constants)
+        maker = _makers[is_async, one] = namespace["make"]
     return maker
 
 
 def _fixed_arity(state: CachedState, slow: Any, miss: Any, is_async: bool) -> Callable[..., Any]:
-    """The fixed-arity hit wrapper of ``state``'s function (see _FIXED_ARITY)."""
+    """The fixed-arity hit wrapper of ``state``'s function (see _HIT)."""
     (_func, counts, _l1, data_get, move_to_end, skip, arity, _b, fast, _c, tags_get) = (
         _wrapper_parts(state)
     )
     single = arity - (1 if skip else 0) == 1
-    maker = _fixed_arity_maker(is_async)
+    maker = _hit_maker(is_async, one=arity == 1 and not skip)
     wrapper: Callable[..., Any] = maker(
         slow, miss, counts, data_get, move_to_end, skip, arity, fast, tags_get, single, monotonic
     )
