@@ -147,7 +147,8 @@ def takeover_window(changed_at: float, lease_ms: int) -> int:
     minus its PTTL) exceeds the returned value: taken before the change, its holder's
     release may have been lost with the old master. A lock taken on the new master by a
     process that saw the change earlier is taken over too (the key is computed twice),
-    never one taken after this process saw it. The one decision behind
+    never one taken after this process saw it by more than a round trip (the window and
+    the lock's age are whole milliseconds, the age read on the server). The one decision behind
     ``acquire_lock`` and ``get_or_lock`` (cachekit_redis.ops), on every topology.
     """
     since = monotonic() - changed_at
