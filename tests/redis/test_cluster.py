@@ -1013,7 +1013,9 @@ def test_a_lock_carried_over_by_a_promoted_replica_does_not_hold_callers_for_its
     cluster = LocalRedisCluster(3, name="orphan")
     try:
         url = f"{all_nodes_url(cluster)}?socket_timeout={FROZEN_TIMEOUT}"
-        lease = 10.0
+        # Long enough to outlive a slow promotion (an election retried, then TAKEOVER
+        # after 8 s) with seconds to spare: the orphan must still be there to be taken over.
+        lease = 30.0
         backend = RedisBackend(
             url, circuit_breaker=BreakerConfig(failure_threshold=2, recovery_timeout=60.0)
         )
@@ -1044,11 +1046,12 @@ def test_a_lock_carried_over_by_a_promoted_replica_does_not_hold_callers_for_its
         cluster.kill_node(victim)  # the holder's release never comes
         killed_at = time.monotonic()
         promoted_by = cluster.wait_promoted(replica)
-        if replica.client().pttl(lock) <= 0:
+        if replica.client().pttl(lock) < lease * 1000 / 2:
             # Seen on the loaded oldest(3.10) leg, 2 runs of 2: the promoted replica
-            # lacked the key although WAIT had counted its acknowledgement. What this
-            # test needs is a lock older than the change as this process sees it: plant
-            # it again before the process learns of the promotion.
+            # lacked the key although WAIT had counted its acknowledgement (and a slow
+            # promotion eats into the lease). What this test needs is a lock older than
+            # the change as this process sees it: plant it again before the process
+            # learns of the promotion.
             replica.execute("SET", lock, "another-process", "PX", int(lease * 1000))
         replica_name = f"{replica.host}:{replica.port}"
 
