@@ -842,6 +842,16 @@ class SentinelServer(RedisServer):
 # Cluster
 
 
+def _serving(node: RedisServer) -> bool:
+    """Does this cluster node say cluster_state:ok (it answers commands for its slots)?"""
+    try:
+        return (
+            _parse_info(node.execute("CLUSTER", "INFO", timeout=0.5)).get("cluster_state") == "ok"
+        )
+    except redis.RedisError:
+        return False
+
+
 def _parse_info(text: str | bytes) -> dict[str, str]:
     if isinstance(text, bytes):
         text = text.decode()
@@ -1039,11 +1049,12 @@ class LocalRedisCluster:
         retry comes seconds later; after ``election`` seconds the replica is promoted with
         ``CLUSTER FAILOVER TAKEOVER`` (no vote needed), so tests of what a client does
         after a promotion do not depend on how quickly Redis elects. Returns ``"election"``
-        or ``"takeover"``.
+        or ``"takeover"``. Promoted means serving: the replica also says cluster_state:ok
+        (just after the switch it can still answer CLUSTERDOWN for a moment).
         """
         start = time.monotonic()
         how = "election"
-        while replica.info("replication").get("role") != "master":
+        while not (replica.info("replication").get("role") == "master" and _serving(replica)):
             waited = time.monotonic() - start
             if how == "election" and waited > election:
                 how = "takeover"
